@@ -1,0 +1,34 @@
+# Every target installs what it needs first; nothing is expected to be installed by hand.
+PY := .venv/bin/python
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: venv cluster-tools cluster cluster-down test test-unit lint demo bench bench-operator
+
+venv:
+	@scripts/bootstrap-python.sh
+
+# --- local control plane (tests/cluster) ---------------------------------------------------
+cluster-tools:
+	@tests/cluster/build-tools.sh
+
+cluster: venv cluster-tools
+	@$(PY) tests/cluster/launcher.py up
+
+cluster-down: venv
+	@$(PY) tests/cluster/launcher.py down
+
+# --- tests ------------------------------------------------------------------------------------
+test: venv cluster-tools
+	$(PY) -m pytest
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+# --- benchmarks -------------------------------------------------------------------------------
+bench: venv
+	@benchmarks/server_vs_peers/run.sh

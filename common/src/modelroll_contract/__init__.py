@@ -1,0 +1,49 @@
+"""Names shared by the operator and the inference server (no I/O, no dependencies).
+
+The operator builds Pods that run the server and queries Prometheus for the server's
+metrics; both sides import these constants so a rename cannot split them apart, and
+neither image has to install the other's dependencies.
+"""
+
+# --- Labels the operator puts on every child and the server puts on every metric ---------
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "modelroll"
+LABEL_NAME = "modelroll.io/name"
+LABEL_TRACK = "modelroll.io/track"
+LABEL_REVISION = "modelroll.io/revision"
+
+TRACK_STABLE = "stable"
+TRACK_CANARY = "canary"
+TRACKS = (TRACK_STABLE, TRACK_CANARY)
+
+# --- The server's network contract --------------------------------------------------------
+SERVER_PORT = 8080
+LIVE_PATH = "/v2/health/live"
+READY_PATH = "/v2/health/ready"
+METRICS_PATH = "/metrics"
+TERMINATION_LOG = "/dev/termination-log"
+MODEL_DIR = "/models"
+
+# --- Server configuration from the environment (the operator sets these on the container) -
+ENV_PREFIX = "MODELROLL_SERVER_"
+ENV_MODEL = "MODELROLL_SERVER_MODEL"
+ENV_NAME = "MODELROLL_SERVER_NAME"
+ENV_VERSION = "MODELROLL_SERVER_VERSION"
+ENV_TRACK = "MODELROLL_SERVER_TRACK"
+ENV_PORT = "MODELROLL_SERVER_PORT"
+ENV_WORKERS = "MODELROLL_SERVER_WORKERS"
+ENV_MAX_BATCH_SIZE = "MODELROLL_SERVER_MAX_BATCH_SIZE"
+ENV_MAX_BATCH_WAIT_MS = "MODELROLL_SERVER_MAX_BATCH_WAIT_MS"
+ENV_METHOD = "MODELROLL_SERVER_METHOD"
+ENV_DIGEST = "MODELROLL_SERVER_DIGEST"
+ENV_FORMAT = "MODELROLL_SERVER_FORMAT"
+
+# --- Metric names and labels (Prometheus); the analysis gates and dashboards query these --
+METRIC_LABELS = ("model_name", "model_version", "track")
+METRIC_REQUESTS = "modelroll_requests_total"  # + protocol, code
+METRIC_LATENCY = "modelroll_request_duration_seconds"  # histogram, + protocol
+METRIC_BATCH_SIZE = "modelroll_batch_size"  # histogram of rows per model call
+METRIC_INFLIGHT = "modelroll_inflight_requests"  # gauge
+METRIC_LOAD_SECONDS = "modelroll_model_load_seconds"  # gauge
+METRIC_PREDICTIONS = "modelroll_predictions_total"  # + class: count per predicted class
+METRIC_CONFIDENCE = "modelroll_prediction_confidence"  # histogram of top-class probability
