@@ -1,0 +1,304 @@
+"""Builders for the Kubernetes objects a ModelDeployment owns (pure, no I/O).
+
+Every child carries the modelroll labels, an owner reference to the ModelDeployment (so
+deleting it garbage-collects everything) and a ``modelroll.io/spec-hash`` annotation: the
+hash of what was built, which lets the apply step skip unchanged children without a
+field-by-field comparison against server-defaulted objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from modelroll_contract import (
+    ENV_DIGEST,
+    ENV_FORMAT,
+    ENV_MAX_BATCH_SIZE,
+    ENV_MAX_BATCH_WAIT_MS,
+    ENV_METHOD,
+    ENV_MODEL,
+    ENV_NAME,
+    ENV_TRACK,
+    ENV_VERSION,
+    ENV_WORKERS,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_REVISION,
+    LABEL_TRACK,
+    LIVE_PATH,
+    MANAGED_BY_VALUE,
+    METRICS_PATH,
+    MODEL_DIR,
+    READY_PATH,
+    SERVER_PORT,
+    TERMINATION_LOG,
+)
+
+from .spec import ModelDeploymentSpec
+
+API_GROUP = "modelroll.io"
+API_VERSION = "modelroll.io/v1alpha1"
+KIND = "ModelDeployment"
+HASH_ANNOTATION = "modelroll.io/spec-hash"
+SERVICE_PORT = 80
+PVC_MOUNT = "/mnt/model-source"
+RUN_AS_USER = 65532  # the server image's non-root user
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment that owns the children."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def base_labels(owner: Owner) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_NAME: owner.name}
+
+
+def selector_string(owner: Owner) -> str:
+    """The label selector of every Pod of the ModelDeployment (for status.selector / HPA)."""
+    return ",".join(f"{k}={v}" for k, v in base_labels(owner).items())
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _metadata(owner: Owner, name: str, track: str | None = None) -> dict[str, Any]:
+    labels = base_labels(owner)
+    if track:
+        labels[LABEL_TRACK] = track
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
+def with_hash(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` annotated with the hash of its own content."""
+    digest = stable_hash(obj)[:16]
+    meta = obj["metadata"]
+    return {**obj, "metadata": {**meta, "annotations": {**meta.get("annotations", {}), HASH_ANNOTATION: digest}}}
+
+
+_RESTRICTED = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _fetch_source(uri: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The URI the init container fetches, plus the volume and mount a ``pvc://`` URI needs."""
+    if not uri.startswith("pvc://"):
+        return uri, [], []
+    claim, _, path = uri[len("pvc://") :].partition("/")
+    volume = {"name": "model-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    mount = {"name": "model-source", "mountPath": PVC_MOUNT, "readOnly": True}
+    return f"{PVC_MOUNT}/{path}", [volume], [mount]
+
+
+def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, image: str) -> dict[str, Any]:
+    """The Pod template of one track, labelled with its revision (a hash of the template)."""
+    model, server = spec.model, spec.server
+    model_path = f"{MODEL_DIR}/model.{model.format}"
+    source, src_volumes, src_mounts = _fetch_source(model.uri)
+    resources = dict(server.resources)
+    pull_policy = {"imagePullPolicy": server.image_pull_policy} if server.image_pull_policy else {}
+    fetch_env = [{"name": "HOME", "value": "/tmp"}]
+    env_from = [{"secretRef": {"name": model.storage_secret}}] if model.storage_secret else []
+    server_env = [
+        {"name": ENV_MODEL, "value": model_path},
+        {"name": ENV_NAME, "value": owner.name},
+        {"name": ENV_VERSION, "value": model.version},
+        {"name": ENV_TRACK, "value": ""},  # set below, after hashing
+        {"name": ENV_DIGEST, "value": model.digest},
+        {"name": ENV_FORMAT, "value": model.format},
+        {"name": ENV_METHOD, "value": model.method},
+        {"name": ENV_WORKERS, "value": str(server.workers)},
+        {"name": ENV_MAX_BATCH_SIZE, "value": str(server.batching.max_batch_size)},
+        {"name": ENV_MAX_BATCH_WAIT_MS, "value": str(server.batching.max_latency_ms)},
+        *({"name": k, "value": v} for k, v in server.env),
+    ]
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [
+            {
+                "name": "fetch-model",
+                "image": image,
+                **pull_policy,
+                "args": ["fetch", source, model_path, "--digest", model.digest],
+                "env": fetch_env,
+                "envFrom": env_from,
+                "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
+                + src_mounts,
+                "terminationMessagePath": TERMINATION_LOG,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "resources": resources,
+                "securityContext": _RESTRICTED,
+            }
+        ],
+        "containers": [
+            {
+                "name": "server",
+                "image": image,
+                **pull_policy,
+                "args": ["serve"],
+                "env": server_env,
+                "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+                "readinessProbe": {
+                    "httpGet": {"path": READY_PATH, "port": "http"},
+                    "periodSeconds": 5,
+                    "failureThreshold": 2,
+                },
+                "livenessProbe": {
+                    "httpGet": {"path": LIVE_PATH, "port": "http"},
+                    "periodSeconds": 10,
+                    "failureThreshold": 3,
+                },
+                "volumeMounts": [
+                    {"name": "model", "mountPath": MODEL_DIR, "readOnly": True},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+                "terminationMessagePath": TERMINATION_LOG,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "resources": resources,
+                "securityContext": _RESTRICTED,
+            }
+        ],
+        "volumes": [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}] + src_volumes,
+    }
+    if server.node_selector:
+        pod_spec["nodeSelector"] = dict(server.node_selector)
+    if server.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in server.tolerations]
+    if server.service_account_name:
+        pod_spec["serviceAccountName"] = server.service_account_name
+    if server.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in server.image_pull_secrets]
+    labels = {**base_labels(owner), LABEL_TRACK: track}
+    # The revision hashes what the Pod runs, not which track runs it, so a canary revision
+    # keeps its identity when it is promoted to the stable track.
+    revision = stable_hash({"spec": pod_spec, "model": model.uri, "version": model.version})[:10]
+    for container in pod_spec["containers"]:
+        for env in container["env"]:
+            if env["name"] == ENV_TRACK:
+                env["value"] = track
+    return {
+        "metadata": {
+            "labels": {**labels, LABEL_REVISION: revision},
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(SERVER_PORT),
+                "prometheus.io/path": METRICS_PATH,
+            },
+        },
+        "spec": pod_spec,
+    }
+
+
+def revision_of(template: dict[str, Any]) -> str:
+    return str(template["metadata"]["labels"][LABEL_REVISION])
+
+
+def build_deployment(
+    spec: ModelDeploymentSpec,
+    owner: Owner,
+    track: str,
+    template: dict[str, Any],
+    replicas: int,
+) -> dict[str, Any]:
+    """Deployment ``NAME-TRACK`` running ``template``. An HPA scales the ModelDeployment
+    through its scale subresource, so ``replicas`` always comes from the planner."""
+    rolling = spec.strategy.rolling
+    dep_spec: dict[str, Any] = {
+        "selector": {"matchLabels": {**base_labels(owner), LABEL_TRACK: track}},
+        "template": template,
+        "replicas": replicas,
+        "progressDeadlineSeconds": spec.progress_deadline_seconds,
+        "revisionHistoryLimit": 2,
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": rolling.max_surge, "maxUnavailable": rolling.max_unavailable},
+        },
+    }
+    return with_hash(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _metadata(owner, f"{owner.name}-{track}", track),
+            "spec": dep_spec,
+        }
+    )
+
+
+def build_service(owner: Owner, name: str, track: str | None) -> dict[str, Any]:
+    """Service ``name`` selecting the ready Pods of ``track``, or of every track if None."""
+    selector = base_labels(owner)
+    if track:
+        selector[LABEL_TRACK] = track
+    return with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(owner, name, track),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+        }
+    )
+
+
+def build_hpa(spec: ModelDeploymentSpec, owner: Owner) -> dict[str, Any]:
+    """HPA ``NAME`` scaling the ModelDeployment itself through its scale subresource."""
+    auto = spec.autoscaling
+    assert auto is not None
+    return with_hash(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": _metadata(owner, owner.name),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": API_VERSION, "kind": KIND, "name": owner.name},
+                "minReplicas": auto.min_replicas,
+                "maxReplicas": auto.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": auto.target_cpu_utilization},
+                        },
+                    }
+                ],
+            },
+        }
+    )

@@ -1,0 +1,134 @@
+"""The reconcile loop: a keyed work queue, observe -> plan -> apply -> status (I/O glue).
+
+Like controller-runtime's workqueue: a key is queued at most once, never processed by two
+workers at once, and re-queued if it changed while being processed. Watch events, a
+periodic resync and the planner's ``requeue_after`` all feed the same queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from . import metrics
+from .cache import Cache, Key
+from .children import Owner
+from .kube import Kube
+from .planner import Plan, Subject, plan, timestamp
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = 60.0
+
+
+class Controller:
+    def __init__(self, settings: Settings, kube: Kube, cache: Cache) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.cache = cache
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._processing: set[Key] = set()
+        self._failures: dict[Key, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- queue ------------------------------------------------------------------------------
+    def enqueue(self, key: Key) -> None:
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        if key not in self._processing:
+            self._queue.put_nowait(key)
+
+    def enqueue_after(self, key: Key, delay: float) -> None:
+        asyncio.get_running_loop().call_later(max(delay, 0.0), self.enqueue, key)
+
+    async def start(self) -> None:
+        for _ in range(self.settings.workers):
+            self._tasks.append(asyncio.create_task(self._worker()))
+        self._tasks.append(asyncio.create_task(self._resync()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def healthy(self) -> bool:
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            for key in list(self.cache.parents):
+                self.enqueue(key)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._processing.add(key)
+            try:
+                await self._reconcile_safely(key)
+            finally:
+                self._processing.discard(key)
+                if key in self._queued:
+                    self._queue.put_nowait(key)
+
+    async def _reconcile_safely(self, key: Key) -> None:
+        started = time.perf_counter()
+        try:
+            changed = await self.reconcile(key)
+        except Exception as error:  # noqa: BLE001 - one object's failure must not stop the loop
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+            delay = min(2 ** (failures - 1), MAX_BACKOFF)
+            log.warning("reconcile of %s/%s failed (retry in %.0fs): %s", *key, delay, error)
+            metrics.RECONCILES.labels("error").inc()
+            self.enqueue_after(key, delay)
+        else:
+            self._failures.pop(key, None)
+            metrics.RECONCILES.labels("changed" if changed else "unchanged").inc()
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    # --- one reconcile --------------------------------------------------------------------------
+    async def reconcile(self, key: Key) -> bool:
+        """Bring one ModelDeployment's children and status in line; True if anything was written."""
+        body = self.cache.parents.get(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return False  # owner references let the garbage collector remove the children
+        meta = body["metadata"]
+        subject = Subject(
+            owner=Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"]),
+            generation=meta.get("generation", 1),
+            spec=body.get("spec") or {},
+            status=body.get("status") or {},
+        )
+        now = datetime.now(UTC)
+        result = plan(subject, self.cache.observed(key), now, self.settings.server_image)
+        await self._execute(subject, result, timestamp(now))
+        if result.requeue_after is not None:
+            self.enqueue_after(key, result.requeue_after)
+        return result.writes > 0
+
+    async def _execute(self, subject: Subject, result: Plan, now: str) -> None:
+        owner = subject.owner
+        applied = await asyncio.gather(*(self.kube.apply(obj) for obj in result.apply))
+        for obj in applied:
+            self.cache.put_child(obj["kind"], obj)
+        for ref in result.delete:
+            await self.kube.delete(owner.namespace, ref)
+        if result.status is not None:
+            updated = await self.kube.patch_status(owner, result.status, subject.status)
+            self.cache.put_parent(updated)
+            log.info("%s/%s: %s — %s", owner.namespace, owner.name, result.status.get("phase"), result.status.get("message"))
+        for event in result.events:
+            await self.kube.emit_event(owner, event, now)
+
+
+def event_object(event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """(object, deleted) from a kopf watch event."""
+    return event["object"], event.get("type") == "DELETED"

@@ -1,0 +1,98 @@
+"""kopf glue: watch events fill the cache and queue the owning ModelDeployment (I/O).
+
+Only ``on.event`` handlers are used, never kopf's change handlers, so kopf writes no
+annotations or finalizers of its own onto the objects: the operator never touches spec
+or metadata, and GitOps tools see no drift.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
+
+from modelroll_contract import LABEL_MANAGED_BY, MANAGED_BY_VALUE
+
+from . import metrics
+from .cache import Cache
+from .controller import Controller, event_object
+from .kube import FIELD_MANAGER, Kube
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+OURS = {LABEL_MANAGED_BY: MANAGED_BY_VALUE}
+
+
+class State:
+    settings: Settings
+    cache = Cache()
+    controller: Controller | None = None
+    runner: Any = None
+
+
+def configure(settings: Settings) -> None:
+    State.settings = settings
+
+
+def _queue(key: Any) -> None:
+    if key is not None and State.controller is not None:
+        State.controller.enqueue(key)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.enabled = False  # we record our own Events, one per transition
+    settings.scanning.disabled = True  # no need to list CRDs cluster-wide
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    client = AsyncClient(config=KubeConfig.from_env(), field_manager=FIELD_MANAGER)
+    State.controller = Controller(State.settings, Kube(client), State.cache)
+    await State.controller.start()
+    State.runner = await metrics.serve(
+        State.settings.metrics_port, State.cache.phases, State.controller.healthy
+    )
+    log.info("modelroll operator started (namespaces: %s)", ", ".join(State.settings.namespaces) or "all")
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    if State.controller:
+        await State.controller.stop()
+    if State.runner:
+        await State.runner.cleanup()
+
+
+@kopf.on.event("modelroll.io", "v1alpha1", "modeldeployments")
+async def modeldeployment_event(event: dict[str, Any], **_: Any) -> None:
+    obj, deleted = event_object(event)
+    key = State.cache.put_parent(obj, deleted)
+    if not deleted:
+        _queue(key)
+
+
+async def _child(kind: str, event: dict[str, Any]) -> None:
+    obj, deleted = event_object(event)
+    _queue(State.cache.put_child(kind, obj, deleted))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OURS)
+async def deployment_event(event: dict[str, Any], **_: Any) -> None:
+    await _child("Deployment", event)
+
+
+@kopf.on.event("", "v1", "services", labels=OURS)
+async def service_event(event: dict[str, Any], **_: Any) -> None:
+    await _child("Service", event)
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
+async def autoscaler_event(event: dict[str, Any], **_: Any) -> None:
+    await _child("HorizontalPodAutoscaler", event)
+
+
+@kopf.on.event("", "v1", "pods", labels=OURS)
+async def pod_event(event: dict[str, Any], **_: Any) -> None:
+    await _child("Pod", event)

@@ -1,0 +1,132 @@
+"""What the operator saw in the cluster for one ModelDeployment, as plain data (pure).
+
+Filled by the I/O side from its watch caches; read by the planner. Helpers here turn raw
+Deployment and Pod objects into the few numbers and reasons rollout decisions need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelroll_contract import LABEL_REVISION
+
+from . import conditions as c
+
+Obj = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Observed:
+    deployments: Mapping[str, Obj] = field(default_factory=dict)  # by name
+    services: Mapping[str, Obj] = field(default_factory=dict)
+    autoscalers: Mapping[str, Obj] = field(default_factory=dict)
+    pods: Sequence[Obj] = ()
+
+    def owned(self) -> list[tuple[str, str, str, Obj]]:
+        """(apiVersion, kind, name, object) of every observed child."""
+        out: list[tuple[str, str, str, Obj]] = []
+        for api, kind, objs in (
+            ("apps/v1", "Deployment", self.deployments),
+            ("v1", "Service", self.services),
+            ("autoscaling/v2", "HorizontalPodAutoscaler", self.autoscalers),
+        ):
+            out.extend((api, kind, name, obj) for name, obj in objs.items())
+        return out
+
+
+@dataclass(frozen=True)
+class DeploymentProgress:
+    exists: bool
+    at_revision: bool  # the controller has seen our latest template
+    replicas: int = 0
+    ready: int = 0
+    updated: int = 0
+    available: int = 0
+    deadline_exceeded: bool = False
+
+    def complete(self, want: int) -> bool:
+        return (
+            self.at_revision
+            and self.updated == want
+            and self.replicas == want
+            and self.available == want
+            and self.ready == want
+        )
+
+
+def deployment_progress(dep: Obj | None, revision: str) -> DeploymentProgress:
+    if dep is None:
+        return DeploymentProgress(exists=False, at_revision=False)
+    meta, spec, status = dep.get("metadata", {}), dep.get("spec", {}), dep.get("status", {}) or {}
+    template_rev = spec.get("template", {}).get("metadata", {}).get("labels", {}).get(LABEL_REVISION)
+    seen = status.get("observedGeneration", 0) >= meta.get("generation", 1)
+    at_revision = seen and template_rev == revision
+    exceeded = any(
+        cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded"
+        for cond in status.get("conditions", ()) or ()
+    )
+    return DeploymentProgress(
+        exists=True,
+        at_revision=at_revision,
+        replicas=status.get("replicas", 0) or 0,
+        ready=status.get("readyReplicas", 0) or 0,
+        updated=status.get("updatedReplicas", 0) or 0,
+        available=status.get("availableReplicas", 0) or 0,
+        deadline_exceeded=at_revision and exceeded,
+    )
+
+
+def pod_is_ready(pod: Obj) -> bool:
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    return any(
+        cond.get("type") == "Ready" and cond.get("status") == "True"
+        for cond in pod.get("status", {}).get("conditions", ()) or ()
+    )
+
+
+def pods_of_revision(pods: Sequence[Obj], revision: str) -> list[Obj]:
+    return [p for p in pods if p.get("metadata", {}).get("labels", {}).get(LABEL_REVISION) == revision]
+
+
+def count_pods(pods: Sequence[Obj], revision: str) -> tuple[int, int]:
+    """(live, ready) Pods of ``revision``, not counting Pods being deleted."""
+    mine = [p for p in pods_of_revision(pods, revision) if not p.get("metadata", {}).get("deletionTimestamp")]
+    return len(mine), sum(1 for p in mine if pod_is_ready(p))
+
+
+_PULL_REASONS = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
+
+
+def _classify_termination(container: str, message: str) -> tuple[str, str]:
+    text = message.strip().splitlines()[-1] if message.strip() else "exited with an error"
+    lowered = text.lower()
+    if "digest" in lowered or "integrity" in lowered or "sha256" in lowered:
+        return c.INTEGRITY_MISMATCH, f"{container}: {text}"
+    if container == "fetch-model":
+        return c.FETCH_FAILED, f"{container}: {text}"
+    return c.MODEL_LOAD_FAILED, f"{container}: {text}"
+
+
+def pod_failure(pods: Sequence[Obj]) -> tuple[str, str] | None:
+    """The first explanation the Pods give for not becoming Ready: (reason, message)."""
+    for pod in pods:
+        status = pod.get("status", {}) or {}
+        name = pod.get("metadata", {}).get("name", "?")
+        for key in ("initContainerStatuses", "containerStatuses"):
+            for cs in status.get(key, ()) or ():
+                cname = cs.get("name", "?")
+                waiting = (cs.get("state", {}) or {}).get("waiting") or {}
+                if waiting.get("reason") in _PULL_REASONS:
+                    return c.IMAGE_PULL_FAILED, f"pod {name}: {cname}: {waiting.get('message') or waiting['reason']}"
+                for state in ("state", "lastState"):
+                    term = (cs.get(state, {}) or {}).get("terminated") or {}
+                    if term and term.get("exitCode", 0) != 0:
+                        reason, msg = _classify_termination(cname, term.get("message") or term.get("reason") or "")
+                        return reason, f"pod {name}: {msg}"
+        for cond in status.get("conditions", ()) or ():
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                return "Unschedulable", f"pod {name}: {cond.get('message') or 'cannot be scheduled'}"
+    return None

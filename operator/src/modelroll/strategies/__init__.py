@@ -1,0 +1,1 @@
+"""Rollout strategies: each turns (spec, observed, previous status) into an Outcome (pure)."""
