@@ -1,0 +1,144 @@
+"""Adaptive batching: requests that arrive together are predicted in one model call (no I/O).
+
+The batch is flushed on the event loop's next turn, so it holds exactly the requests whose
+bytes arrived while the previous batch was being computed: one lone client is answered with
+no added wait, and under load the batch grows by itself. ``max_wait`` (optional) holds a
+batch open a little longer, but never while every open connection is already waiting on it,
+since then nothing else can arrive. Each job gets exactly its own rows back, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .loading import LoadedModel
+from .metrics import Metrics
+
+log = logging.getLogger("modelroll_server.batching")
+
+
+class Job:
+    __slots__ = ("X", "n", "want_predict", "want_proba", "ctx")
+
+    def __init__(self, X: np.ndarray, want_predict: bool, want_proba: bool, ctx: Any) -> None:
+        self.X = X
+        self.n = X.shape[0]
+        self.want_predict = want_predict
+        self.want_proba = want_proba
+        self.ctx = ctx
+
+
+# done(job, predict_rows, proba_rows, error)
+DoneFn = Callable[[Job, "np.ndarray | None", "np.ndarray | None", "BaseException | None"], None]
+
+
+class Batcher:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        model: LoadedModel,
+        metrics: Metrics,
+        done: DoneFn,
+        max_batch_size: int,
+        max_wait_s: float,
+        open_connections: Callable[[], int],
+    ) -> None:
+        self.loop = loop
+        self.model = model
+        self.metrics = metrics
+        self.done = done
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.open_connections = open_connections
+        self.pending: list[Job] = []
+        self.rows = 0
+        self._soon: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def submit(self, job: Job) -> None:
+        self.pending.append(job)
+        self.rows += job.n
+        if self._soon is not None:
+            return
+        if (
+            self.max_wait_s <= 0
+            or self.rows >= self.max_batch_size
+            or len(self.pending) >= self.open_connections()
+        ):
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._soon = self.loop.call_soon(self.flush)
+        elif self._timer is None:
+            self._timer = self.loop.call_later(self.max_wait_s, self.flush)
+
+    def flush(self) -> None:
+        self._soon = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending = self.pending
+        if not pending:
+            return
+        # take whole jobs up to max_batch_size rows (a single larger job runs on its own)
+        take, rows = 0, 0
+        for job in pending:
+            if take and rows + job.n > self.max_batch_size:
+                break
+            take += 1
+            rows += job.n
+        jobs = pending[:take]
+        del pending[:take]
+        self.rows -= rows
+        if pending:
+            self._soon = self.loop.call_soon(self.flush)
+        self._run(jobs, rows)
+
+    def _run(self, jobs: list[Job], rows: int) -> None:
+        X = jobs[0].X if len(jobs) == 1 else np.concatenate([j.X for j in jobs])
+        want_predict = any(j.want_predict for j in jobs)
+        want_proba = any(j.want_proba for j in jobs)
+        try:
+            pred, proba = self.model.run(X, want_predict, want_proba)
+            if pred is not None:
+                pred = np.ascontiguousarray(pred)
+                if len(pred) != rows:
+                    raise ValueError(f"model returned {len(pred)} predictions for {rows} rows")
+            if proba is not None:
+                proba = np.ascontiguousarray(proba)
+        except Exception as e:
+            if len(jobs) > 1:
+                # isolate the request that breaks the model; the others still get answers
+                for job in jobs:
+                    self._run([job], job.n)
+                return
+            log.warning("model raised on a batch of %d rows: %s: %s", rows, type(e).__name__, e)
+            self.done(jobs[0], None, None, e)
+            return
+        self.metrics.batch_done(rows)
+        self._observe(pred, proba)
+        start = 0
+        for job in jobs:
+            end = start + job.n
+            self.done(
+                job,
+                pred[start:end] if pred is not None and job.want_predict else None,
+                proba[start:end] if proba is not None and job.want_proba else None,
+                None,
+            )
+            start = end
+
+    def _observe(self, pred: np.ndarray | None, proba: np.ndarray | None) -> None:
+        classes = self.model.classes
+        if proba is not None and proba.ndim == 2 and proba.shape[1]:
+            idx = proba.argmax(axis=1)
+            top = proba[np.arange(len(idx)), idx]
+            self.metrics.predictions(idx, top)
+        elif pred is not None and classes is not None:
+            idx = np.clip(np.searchsorted(classes, pred), 0, len(classes) - 1)
+            self.metrics.predictions(idx, None)

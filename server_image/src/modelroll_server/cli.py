@@ -1,0 +1,177 @@
+"""``modelroll-server serve`` and ``modelroll-server fetch`` (process entry points)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from modelroll_contract import TERMINATION_LOG
+
+from . import __version__
+from .config import ConfigError, Settings, add_serve_arguments, load_settings
+
+log = logging.getLogger("modelroll_server")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    except ImportError:  # pragma: no cover - uvloop is in the server extra
+        return asyncio.new_event_loop()
+
+
+def _run_worker(settings: Settings, metrics: object, sock: socket.socket | None) -> int:
+    from .app import serve
+
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        return runner.run(serve(settings, metrics, sock))  # type: ignore[arg-type]
+
+
+def _bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def serve_command(settings: Settings) -> int:
+    # import the heavy modules before forking so workers share their pages
+    from . import app  # noqa: F401
+    from .metrics import Metrics
+
+    metrics = Metrics(settings.name, settings.version, settings.track, regions=settings.workers)
+    if settings.workers == 1:
+        return _run_worker(settings, metrics, None)
+    return _supervise(settings, metrics)
+
+
+def _supervise(settings: Settings, metrics: object) -> int:
+    """Fork one worker per --workers on a shared listening socket; restart crashed workers."""
+    from .app import LOAD_FAILED_EXIT
+
+    sock = _bind(settings)
+    children: dict[int, int] = {}  # pid -> region index
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                metrics.use_region(index)  # type: ignore[attr-defined]
+                metrics._arr[:] = 0  # type: ignore[attr-defined]  # a restarted worker starts clean
+                code = _run_worker(settings, metrics, sock)
+            except BaseException:
+                log.exception("worker crashed")
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        sock.close()  # the port must close once the workers close theirs
+        for pid in list(children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for i in range(settings.workers):
+        spawn(i)
+    exit_code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = children.pop(pid, None)
+        if index is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            exit_code = exit_code or (code if code > 0 else 0)
+            continue
+        if code == LOAD_FAILED_EXIT:
+            log.error("worker %d could not load the model; stopping", pid)
+            exit_code = LOAD_FAILED_EXIT
+            on_signal(signal.SIGTERM, None)
+            stopping = True
+            continue
+        log.error("worker %d exited with %s; starting a new one", pid, code)
+        spawn(index)
+    return exit_code
+
+
+def fetch_command(args: argparse.Namespace) -> int:
+    from .app import write_termination_log
+    from .fetch import FetchError, fetch
+
+    try:
+        sha = fetch(args.uri, args.dest, args.digest)
+    except FetchError as e:
+        log.error("fetch failed: %s", e)
+        write_termination_log(args.termination_log, str(e))
+        return 1
+    except Exception as e:
+        log.exception("fetch failed")
+        write_termination_log(args.termination_log, f"fetch failed: {type(e).__name__}: {e}")
+        return 1
+    log.info("fetched %s to %s (sha256:%s)", args.uri, args.dest, sha)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="modelroll-server", description=__doc__)
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("serve", help="serve a model (flags or MODELROLL_SERVER_* env)")
+    add_serve_arguments(sp)
+    fp = sub.add_parser("fetch", help="copy a model artifact to a local path, verified")
+    fp.add_argument("uri", help="file://, a path, http(s)://, or s3://bucket/key")
+    fp.add_argument("dest", help="where to write the artifact")
+    fp.add_argument("--digest", default=os.environ.get("MODELROLL_SERVER_DIGEST") or None,
+                    help="sha256:HEX the artifact must have")  # fmt: skip
+    fp.add_argument("--termination-log", default=TERMINATION_LOG,
+                    help="file that receives a one-line reason on failure")  # fmt: skip
+    args = p.parse_args(argv)
+    if args.command == "fetch":
+        _setup_logging("INFO")
+        return fetch_command(args)
+    try:
+        settings = load_settings(args)
+    except ConfigError as e:
+        _setup_logging("INFO")
+        log.error("bad configuration: %s", e)
+        return 2
+    _setup_logging(settings.log_level)
+    return serve_command(settings)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

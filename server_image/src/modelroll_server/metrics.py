@@ -1,0 +1,185 @@
+"""Prometheus metrics kept in shared memory so every worker process adds to one exposition.
+
+The buffer is an anonymous shared mapping created before the workers fork; each worker owns
+one region of it (so no locks are needed: one event-loop thread writes each region) and
+``/metrics`` on any worker sums the regions. Updating a metric is one float add, which keeps
+the hot path cheap; the label sets are fixed up front (protocols, status codes, the model's
+classes), which also keeps the series count bounded.
+"""
+
+from __future__ import annotations
+
+import bisect
+import mmap
+from collections.abc import Sequence
+
+import numpy as np
+from modelroll_contract import (
+    METRIC_BATCH_SIZE,
+    METRIC_CONFIDENCE,
+    METRIC_INFLIGHT,
+    METRIC_LATENCY,
+    METRIC_LOAD_SECONDS,
+    METRIC_PREDICTIONS,
+    METRIC_REQUESTS,
+)
+
+PROTOCOLS = ("v2", "v1")
+CODES = (200, 400, 404, 405, 413, 415, 500, 503)
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
+    0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+MAX_CLASSES = 64  # more classes than this are counted under class="__other__"
+OTHER_CLASS = "__other__"
+
+
+def _hist_size(buckets: Sequence[float]) -> int:
+    return len(buckets) + 1 + 2  # finite buckets, +Inf, sum, count
+
+
+class _Layout:
+    def __init__(self) -> None:
+        self.size = 0
+        self.requests = self._take(len(PROTOCOLS) * len(CODES))
+        self.latency = self._take(len(PROTOCOLS) * _hist_size(LATENCY_BUCKETS))
+        self.batch = self._take(_hist_size(BATCH_BUCKETS))
+        self.inflight = self._take(1)
+        self.load_seconds = self._take(1)
+        self.predictions = self._take(MAX_CLASSES + 1)
+        self.confidence = self._take(_hist_size(CONFIDENCE_BUCKETS))
+
+    def _take(self, n: int) -> int:
+        start = self.size
+        self.size += n
+        return start
+
+
+LAYOUT = _Layout()
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+class Metrics:
+    """One worker's view: writes go to its own region, reads sum all regions."""
+
+    def __init__(self, model_name: str, model_version: str, track: str, regions: int = 1) -> None:
+        self.regions = regions
+        self._mm = mmap.mmap(-1, max(1, regions) * LAYOUT.size * 8)
+        self._all = np.frombuffer(self._mm, dtype=np.float64).reshape(regions, LAYOUT.size)
+        self.base = ",".join(
+            f'{k}="{_escape(v)}"'
+            for k, v in (("model_name", model_name), ("model_version", model_version),
+                         ("track", track))
+        )  # fmt: skip
+        self.classes: list[str] = []
+        self.use_region(0)
+
+    def use_region(self, index: int) -> None:
+        """Called in each worker after fork with its own index."""
+        self._arr = self._all[index]
+        self._mv = memoryview(self._mm).cast("d")[index * LAYOUT.size : (index + 1) * LAYOUT.size]
+        self._code_index = {c: i for i, c in enumerate(CODES)}
+
+    def set_classes(self, labels: list[str]) -> None:
+        self.classes = labels
+
+    # --- hot-path updates (one float add each) ------------------------------------------
+    def inflight(self, delta: int) -> None:
+        self._mv[LAYOUT.inflight] += delta
+
+    def request_done(self, protocol: int, code: int, seconds: float) -> None:
+        mv = self._mv
+        ci = self._code_index.get(code)
+        if ci is None:
+            ci = self._code_index[500 if code >= 500 else 400]
+        mv[LAYOUT.requests + protocol * len(CODES) + ci] += 1
+        h = LAYOUT.latency + protocol * _hist_size(LATENCY_BUCKETS)
+        nb = len(LATENCY_BUCKETS)
+        mv[h + bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        mv[h + nb + 1] += seconds
+        mv[h + nb + 2] += 1
+
+    def batch_done(self, rows: int) -> None:
+        mv = self._mv
+        h = LAYOUT.batch
+        nb = len(BATCH_BUCKETS)
+        mv[h + bisect.bisect_left(BATCH_BUCKETS, rows)] += 1
+        mv[h + nb + 1] += rows
+        mv[h + nb + 2] += 1
+
+    def predictions(self, class_index: np.ndarray | None, top_proba: np.ndarray | None) -> None:
+        arr = self._arr
+        if class_index is not None and len(class_index):
+            idx = np.minimum(class_index, MAX_CLASSES)
+            counts = np.bincount(idx, minlength=MAX_CLASSES + 1)
+            arr[LAYOUT.predictions : LAYOUT.predictions + MAX_CLASSES + 1] += counts
+        if top_proba is not None and len(top_proba):
+            h = LAYOUT.confidence
+            nb = len(CONFIDENCE_BUCKETS)
+            b = np.searchsorted(CONFIDENCE_BUCKETS, top_proba, side="left")
+            arr[h : h + nb + 1] += np.bincount(b, minlength=nb + 1)
+            arr[h + nb + 1] += float(top_proba.sum())
+            arr[h + nb + 2] += len(top_proba)
+
+    def set_load_seconds(self, seconds: float) -> None:
+        self._mv[LAYOUT.load_seconds] = seconds
+
+    # --- exposition ---------------------------------------------------------------------
+    def render(self) -> bytes:
+        total = self._all.sum(axis=0)
+        load = float(self._all[:, LAYOUT.load_seconds].max())
+        base = self.base
+        out: list[str] = []
+
+        def header(name: str, kind: str, help_: str) -> None:
+            out.append(f"# HELP {name} {help_}")
+            out.append(f"# TYPE {name} {kind}")
+
+        def hist(name: str, start: int, buckets: Sequence[float], extra: str) -> None:
+            cum = 0.0
+            for i, le in enumerate(buckets):
+                cum += total[start + i]
+                out.append(f'{name}_bucket{{{base}{extra},le="{le}"}} {_fmt(cum)}')
+            cum += total[start + len(buckets)]
+            out.append(f'{name}_bucket{{{base}{extra},le="+Inf"}} {_fmt(cum)}')
+            out.append(f"{name}_sum{{{base}{extra}}} {_fmt(float(total[start + len(buckets) + 1]))}")
+            out.append(f"{name}_count{{{base}{extra}}} {_fmt(float(total[start + len(buckets) + 2]))}")
+
+        header(METRIC_REQUESTS, "counter", "Inference requests by protocol and HTTP status code.")
+        for p, proto in enumerate(PROTOCOLS):
+            for c, code in enumerate(CODES):
+                v = float(total[LAYOUT.requests + p * len(CODES) + c])
+                if v or code == 200:
+                    out.append(f'{METRIC_REQUESTS}{{{base},protocol="{proto}",code="{code}"}} {_fmt(v)}')
+        header(METRIC_LATENCY, "histogram", "Inference request latency in seconds, from the "
+               "request's last byte to its response.")  # fmt: skip
+        for p, proto in enumerate(PROTOCOLS):
+            hist(METRIC_LATENCY, LAYOUT.latency + p * _hist_size(LATENCY_BUCKETS),
+                 LATENCY_BUCKETS, f',protocol="{proto}"')  # fmt: skip
+        header(METRIC_BATCH_SIZE, "histogram", "Rows per model call (adaptive batching).")
+        hist(METRIC_BATCH_SIZE, LAYOUT.batch, BATCH_BUCKETS, "")
+        header(METRIC_INFLIGHT, "gauge", "Inference requests received and not yet answered.")
+        out.append(f"{METRIC_INFLIGHT}{{{base}}} {_fmt(float(total[LAYOUT.inflight]))}")
+        header(METRIC_LOAD_SECONDS, "gauge", "Seconds taken to verify, load and warm up the model.")
+        out.append(f"{METRIC_LOAD_SECONDS}{{{base}}} {_fmt(load)}")
+        header(METRIC_PREDICTIONS, "counter", "Predicted rows by predicted class.")
+        labels = self.classes[:MAX_CLASSES]
+        for i, label in enumerate(labels):
+            v = float(total[LAYOUT.predictions + i])
+            out.append(f'{METRIC_PREDICTIONS}{{{base},class="{_escape(label)}"}} {_fmt(v)}')
+        if len(self.classes) > MAX_CLASSES:
+            v = float(total[LAYOUT.predictions + MAX_CLASSES])
+            out.append(f'{METRIC_PREDICTIONS}{{{base},class="{OTHER_CLASS}"}} {_fmt(v)}')
+        header(METRIC_CONFIDENCE, "histogram", "Top-class probability of each predicted row "
+               "(only for models with predict_proba).")  # fmt: skip
+        hist(METRIC_CONFIDENCE, LAYOUT.confidence, CONFIDENCE_BUCKETS, "")
+        return ("\n".join(out) + "\n").encode()
