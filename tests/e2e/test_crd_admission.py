@@ -419,6 +419,24 @@ INVALID: list[tuple[str, str, str, str]] = [
         "should match",
     ),
     (
+        "podLabels-reserved-key",
+        "server: {podLabels: {modelroll.io/track: canary}}",
+        "spec.server.podLabels",
+        "must not set modelroll.io/*",
+    ),
+    (
+        "podLabels-invalid-key",
+        "server: {podLabels: {'team name': fraud}}",
+        "spec.server.podLabels",
+        "keys must be label keys",
+    ),
+    (
+        "podAnnotations-reserved-key",
+        "server: {podAnnotations: {prometheus.io/port: '9999'}}",
+        "spec.server.podAnnotations",
+        "must not set modelroll.io/* or prometheus.io/*",
+    ),
+    (
         "drift-reference-bare-path",
         "monitoring: {drift: {referenceUri: /data/reference.json}}",
         "spec.monitoring.drift.referenceUri",
@@ -484,6 +502,8 @@ server:
     - {{key: dedicated, operator: Equal, value: ml, effect: NoSchedule}}
     - {{operator: Exists}}
     - {{key: spot, operator: Exists, effect: NoExecute, tolerationSeconds: 60}}
+  podLabels: {{team: fraud, example.com/cost-center: ml-42}}
+  podAnnotations: {{example.com/owner: "fraud-team@example.com"}}
   serviceAccountName: fraud-model
   imagePullSecrets: [{{name: registry-creds}}]
 strategy:
