@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import Kubectl, get_json
+from tests.helpers import Kubectl, get_json, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -642,3 +642,16 @@ def test_example_manifests_are_unchanged_by_a_reapply(kubectl: Kubectl, namespac
     kubectl("apply", "--server-side", "-n", namespace, "-f", str(path))
     after = get_json(kubectl, "mdep", name, "-n", namespace)["metadata"]["generation"]
     assert before == after == 1
+
+
+def test_kubectl_explain_shows_the_descriptions(kubectl: Kubectl) -> None:
+    # The API server publishes a new CRD's OpenAPI a moment after it is Established.
+    out = wait_for(
+        lambda: kubectl("explain", "mdep.spec.strategy.canary.steps", check=False).stdout,
+        timeout=30,
+        message="kubectl explain mdep.spec.strategy.canary.steps",
+    )
+    assert "exactly one of setWeight or pause" in out
+    assert "setWeight\t<integer>" in out and "pause\t<Object>" in out
+    out = kubectl("explain", "mdep.spec.model.digest").stdout
+    assert "sha256" in out
