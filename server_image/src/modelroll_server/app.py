@@ -10,6 +10,7 @@ finish, closes idle keep-alive connections and returns.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -73,9 +74,20 @@ class App:
 
     # --- lifecycle --------------------------------------------------------------------
     def model_loaded(self, model: LoadedModel) -> None:
+        # Everything allocated so far (scikit-learn, the model) lives as long as the process:
+        # move it out of the collector's view so a full collection does not stall requests
+        # for tens of milliseconds, and collect young objects less often.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+        # protocol.py already refused non-finite input the model cannot take
+        import sklearn
+
+        sklearn.set_config(assume_finite=True)
         self.model = model
         self.metrics.set_classes(model.class_labels)
         self.metrics.set_load_seconds(model.load_seconds)
+        self.metrics.set_worker_ready(True)
         self.metadata_body = orjson.dumps(self._metadata(model))
         self.batcher = Batcher(
             self.loop, model, self.metrics, self._job_done, self.s.max_batch_size,
@@ -180,8 +192,12 @@ class App:
     def h_live(self) -> tuple[int, bytes, bytes]:
         return 200, b'{"live":true}', _JSON
 
+    def is_ready(self) -> bool:
+        """This worker has its model and so has every other worker of the Pod."""
+        return self.model is not None and not self.draining and self.metrics.all_workers_ready()
+
     def h_ready(self) -> tuple[int, bytes, bytes]:
-        if self.model is None or self.draining:
+        if not self.is_ready():
             return 503, b'{"ready":false}', _JSON
         return 200, b'{"ready":true}', _JSON
 
@@ -195,7 +211,7 @@ class App:
         return 200, self.metadata_body, _JSON
 
     def h_model_ready(self) -> tuple[int, bytes, bytes]:
-        ready = self.model is not None and not self.draining
+        ready = self.is_ready()
         body = orjson.dumps({"name": self.s.name, "ready": ready})
         return (200 if ready else 503), body, _JSON
 
@@ -203,7 +219,7 @@ class App:
         return 200, orjson.dumps({"models": [self.s.name]}), _JSON
 
     def h_v1_model(self) -> tuple[int, bytes, bytes]:
-        ready = self.model is not None and not self.draining
+        ready = self.is_ready()
         return (200 if ready else 503), orjson.dumps({"name": self.s.name, "ready": ready}), _JSON
 
     def h_metrics(self) -> tuple[int, bytes, bytes]:

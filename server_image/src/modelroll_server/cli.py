@@ -80,7 +80,7 @@ def _supervise(settings: Settings, metrics: object) -> int:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 metrics.use_region(index)  # type: ignore[attr-defined]
-                metrics._arr[:] = 0  # type: ignore[attr-defined]  # a restarted worker starts clean
+                metrics.worker_restarted()  # type: ignore[attr-defined]
                 code = _run_worker(settings, metrics, sock)
             except BaseException:
                 log.exception("worker crashed")

@@ -116,6 +116,8 @@ class LoadedModel:
     def class_labels(self) -> list[str]:
         return [] if self.classes is None else [str(c) for c in self.classes.tolist()]
 
+    fast_proba: Any = None  # a verified faster predict_proba (see forest_proba)
+
     def run(
         self, X: np.ndarray, want_predict: bool, want_proba: bool
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -125,7 +127,9 @@ class LoadedModel:
         and predict is derived from it where that is exact.
         """
         est = self.estimator
-        proba = est.predict_proba(X) if self.has_proba and (want_proba or want_predict) else None
+        proba = None
+        if self.has_proba and (want_proba or want_predict):
+            proba = self.fast_proba(X) if self.fast_proba is not None else est.predict_proba(X)
         pred = None
         if want_predict:
             if proba is not None and self.derive_predict:
@@ -133,6 +137,59 @@ class LoadedModel:
             else:
                 pred = est.predict(X)
         return pred, proba
+
+
+def forest_proba(est: Any) -> Any:
+    """predict_proba for a single-output random forest without joblib's per-call machinery.
+
+    RandomForestClassifier.predict_proba dispatches one joblib task per tree, which costs
+    ten times the trees' own work for a few rows. This does the same arithmetic in the same
+    order (tree leaf values, normalized per tree, summed, divided by the tree count), so the
+    result is bit-identical; ``load_model`` checks that on sample rows before using it.
+    """
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
+
+    if type(est) not in (RandomForestClassifier, ExtraTreesClassifier):
+        return None
+    if getattr(est, "n_outputs_", 2) != 1 or not est.estimators_:
+        return None
+    trees = []
+    for e in est.estimators_:
+        if type(e) not in (DecisionTreeClassifier, ExtraTreeClassifier):
+            return None
+        trees.append(e.tree_)
+    n_classes = int(est.n_classes_)
+    n_trees = float(len(trees))
+
+    def proba(X: np.ndarray) -> np.ndarray:
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        total = np.zeros((X32.shape[0], n_classes), dtype=np.float64)
+        for tree in trees:
+            p = tree.predict(X32)[:, :n_classes]
+            normalizer = p.sum(axis=1)[:, np.newaxis]
+            normalizer[normalizer == 0.0] = 1.0
+            total += p / normalizer
+        total /= n_trees
+        return total
+
+    return proba
+
+
+def _verified_fast_path(model: LoadedModel) -> None:
+    fast = forest_proba(model.estimator)
+    if fast is None or model.n_features is None:
+        return
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, model.n_features))
+    try:
+        ok = np.array_equal(fast(X), model.estimator.predict_proba(X))
+    except Exception:
+        ok = False
+    if ok:
+        model.fast_proba = fast
+    else:
+        log.info("fast forest path disagrees with predict_proba; using predict_proba")
 
 
 def read_verified(path: str, digest: str | None) -> tuple[bytes, str]:
@@ -234,6 +291,7 @@ def load_model(
         runtime_sklearn_version=sklearn.__version__,
         warnings=notes,
     )
+    _verified_fast_path(model)
     warm_up(model)
     model.load_seconds = time.perf_counter() - start
     return model

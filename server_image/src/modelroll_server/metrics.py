@@ -50,6 +50,7 @@ class _Layout:
         self.load_seconds = self._take(1)
         self.predictions = self._take(MAX_CLASSES + 1)
         self.confidence = self._take(_hist_size(CONFIDENCE_BUCKETS))
+        self.ready = self._take(1)  # not exported: 1 once this worker's model is loaded
 
     def _take(self, n: int) -> int:
         start = self.size
@@ -132,6 +133,17 @@ class Metrics:
 
     def set_load_seconds(self, seconds: float) -> None:
         self._mv[LAYOUT.load_seconds] = seconds
+
+    def set_worker_ready(self, ready: bool) -> None:
+        self._mv[LAYOUT.ready] = 1.0 if ready else 0.0
+
+    def all_workers_ready(self) -> bool:
+        return bool((self._all[:, LAYOUT.ready] == 1.0).all())
+
+    def worker_restarted(self) -> None:
+        """A replacement worker keeps its predecessor's counters (they must never go down)."""
+        self._mv[LAYOUT.inflight] = 0.0
+        self._mv[LAYOUT.ready] = 0.0
 
     # --- exposition ---------------------------------------------------------------------
     def render(self) -> bytes:
