@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: venv cluster-tools cluster cluster-down test test-unit lint demo bench bench-operator
+.PHONY: venv cluster-tools cluster cluster-down test test-unit lint demo demo-down bench bench-operator
 
 venv:
 	@scripts/bootstrap-python.sh
@@ -32,3 +32,14 @@ lint: venv
 # --- benchmarks -------------------------------------------------------------------------------
 bench: venv
 	@benchmarks/server_vs_peers/run.sh
+
+# --- demo -------------------------------------------------------------------------------------
+demo: venv
+	@scripts/demo.sh
+
+demo-down:
+	@if [ -f .devcluster/operator.pid ]; then kill $$(cat .devcluster/operator.pid) 2>/dev/null || true; rm -f .devcluster/operator.pid; fi
+	@$(MAKE) --no-print-directory cluster-down
+
+bench-operator: venv cluster-tools
+	@$(PY) benchmarks/operator_scale.py

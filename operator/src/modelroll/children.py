@@ -202,10 +202,13 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
         pod_spec["serviceAccountName"] = server.service_account_name
     if server.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in server.image_pull_secrets]
-    labels = {**base_labels(owner), LABEL_TRACK: track}
+    # The operator's own labels win: they select the Pods.
+    labels = {**server.pod_labels, **base_labels(owner), LABEL_TRACK: track}
     # The revision hashes what the Pod runs, not which track runs it, so a canary revision
     # keeps its identity when it is promoted to the stable track.
-    revision = stable_hash({"spec": pod_spec, "model": model.uri, "version": model.version})[:10]
+    revision = stable_hash(
+        {"spec": pod_spec, "labels": server.pod_labels, "annotations": server.pod_annotations, "version": model.version}
+    )[:10]
     for container in pod_spec["containers"]:
         for env in container["env"]:
             if env["name"] == ENV_TRACK:
@@ -214,6 +217,7 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
         "metadata": {
             "labels": {**labels, LABEL_REVISION: revision},
             "annotations": {
+                **server.pod_annotations,
                 "prometheus.io/scrape": "true",
                 "prometheus.io/port": str(SERVER_PORT),
                 "prometheus.io/path": METRICS_PATH,

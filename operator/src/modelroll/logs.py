@@ -31,4 +31,5 @@ def configure_logging(level: str, as_json: bool) -> None:
     root.setLevel(level)
     # kopf logs every watch event at DEBUG; keep it at WARNING unless asked for DEBUG.
     logging.getLogger("kopf").setLevel(level if level == "DEBUG" else "WARNING")
-    logging.getLogger("httpx").setLevel("WARNING")
+    for noisy in ("httpx", "httpx2"):  # one line per request otherwise
+        logging.getLogger(noisy).setLevel("WARNING")

@@ -100,14 +100,37 @@ def count_pods(pods: Sequence[Obj], revision: str) -> tuple[int, int]:
 _PULL_REASONS = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
 
 
-def _classify_termination(container: str, message: str) -> tuple[str, str]:
-    text = message.strip().splitlines()[-1] if message.strip() else "exited with an error"
+def _classify(container: str, text: str) -> tuple[str, str]:
     lowered = text.lower()
     if "digest" in lowered or "integrity" in lowered or "sha256" in lowered:
         return c.INTEGRITY_MISMATCH, f"{container}: {text}"
     if container == "fetch-model":
         return c.FETCH_FAILED, f"{container}: {text}"
     return c.MODEL_LOAD_FAILED, f"{container}: {text}"
+
+
+def _termination_text(term: Obj) -> str:
+    """The last line of the container's termination message (the server writes one line)."""
+    message = (term.get("message") or "").strip()
+    if message:
+        return message.splitlines()[-1]
+    return f"exited with {term.get('reason') or 'an error'} (exit code {term.get('exitCode', '?')})"
+
+
+def _container_failure(cs: Obj) -> tuple[str, str] | None:
+    name = cs.get("name", "?")
+    waiting = (cs.get("state") or {}).get("waiting") or {}
+    if waiting.get("reason") in _PULL_REASONS:
+        return c.IMAGE_PULL_FAILED, f"{name}: {waiting.get('message') or waiting['reason']}"
+    last = (cs.get("lastState") or {}).get("terminated") or {}
+    if waiting.get("reason") == "CrashLoopBackOff":
+        why = f"; last run {_termination_text(last)}" if last else ""
+        reason, _ = _classify(name, _termination_text(last) if last else "")
+        return reason, f"{name}: crash-looping ({cs.get('restartCount', 0)} restarts){why}"
+    for term in ((cs.get("state") or {}).get("terminated") or {}, last):
+        if term and term.get("exitCode", 0) != 0:
+            return _classify(name, _termination_text(term))
+    return None
 
 
 def pod_failure(pods: Sequence[Obj]) -> tuple[str, str] | None:
@@ -117,15 +140,9 @@ def pod_failure(pods: Sequence[Obj]) -> tuple[str, str] | None:
         name = pod.get("metadata", {}).get("name", "?")
         for key in ("initContainerStatuses", "containerStatuses"):
             for cs in status.get(key, ()) or ():
-                cname = cs.get("name", "?")
-                waiting = (cs.get("state", {}) or {}).get("waiting") or {}
-                if waiting.get("reason") in _PULL_REASONS:
-                    return c.IMAGE_PULL_FAILED, f"pod {name}: {cname}: {waiting.get('message') or waiting['reason']}"
-                for state in ("state", "lastState"):
-                    term = (cs.get(state, {}) or {}).get("terminated") or {}
-                    if term and term.get("exitCode", 0) != 0:
-                        reason, msg = _classify_termination(cname, term.get("message") or term.get("reason") or "")
-                        return reason, f"pod {name}: {msg}"
+                found = _container_failure(cs)
+                if found:
+                    return found[0], f"pod {name}: {found[1]}"
         for cond in status.get("conditions", ()) or ():
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
                 return "Unschedulable", f"pod {name}: {cond.get('message') or 'cannot be scheduled'}"

@@ -62,6 +62,8 @@ class ServerSpec:
     tolerations: tuple[Mapping[str, Any], ...] = ()
     service_account_name: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,8 @@ def _parse_server(raw: Any) -> ServerSpec:
         tolerations=tuple(_obj(t, f"{path}.tolerations[{i}]") for i, t in enumerate(_list(s, "tolerations", path))),
         service_account_name=_str(s, "serviceAccountName", path),
         image_pull_secrets=tuple(secrets),
+        pod_labels=dict(_obj(s.get("podLabels"), f"{path}.podLabels")),
+        pod_annotations=dict(_obj(s.get("podAnnotations"), f"{path}.podAnnotations")),
     )
 
 

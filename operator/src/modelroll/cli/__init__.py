@@ -1,0 +1,1 @@
+"""The ``kubectl modelroll`` plugin."""

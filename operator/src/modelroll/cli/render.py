@@ -1,0 +1,74 @@
+"""Text views of ModelDeployments for the kubectl plugin (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in header], *[[("" if c is None else str(c)) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+def list_view(items: Sequence[Mapping[str, Any]]) -> str:
+    rows = []
+    for obj in items:
+        meta, spec, status = obj["metadata"], obj.get("spec", {}), obj.get("status") or {}
+        rows.append(
+            (
+                meta["namespace"],
+                meta["name"],
+                status.get("phase", "Pending"),
+                (spec.get("strategy") or {}).get("type", "Rolling"),
+                (status.get("stable") or {}).get("version", ""),
+                (status.get("canary") or {}).get("version", ""),
+                (status.get("weights") or {}).get("canary", 0),
+                status.get("ready", ""),
+            )
+        )
+    return table(("NAMESPACE", "NAME", "PHASE", "STRATEGY", "STABLE", "CANARY", "WEIGHT", "READY"), rows)
+
+
+def _track(name: str, track: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    track = track or {}
+    return (
+        name,
+        track.get("version", "-"),
+        track.get("revision", "-"),
+        f"{track.get('readyReplicas', 0)}/{track.get('replicas', 0)}",
+        (track.get("digest") or "")[:19] + ("…" if track.get("digest") else ""),
+    )
+
+
+def status_view(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
+    meta, spec, status = obj["metadata"], obj.get("spec", {}), obj.get("status") or {}
+    weights = status.get("weights") or {}
+    lines = [
+        f"Name:      {meta['namespace']}/{meta['name']}",
+        f"Phase:     {status.get('phase', 'Pending')}" + (f" ({status['reason']})" if status.get("reason") else ""),
+        f"Message:   {status.get('message', '')}",
+        f"Strategy:  {(spec.get('strategy') or {}).get('type', 'Rolling')}",
+        f"Weights:   stable {weights.get('stable', 100)}% / canary {weights.get('canary', 0)}%",
+        f"URL:       {status.get('url', '')}",
+        "",
+        table(
+            ("TRACK", "VERSION", "REVISION", "READY", "DIGEST"),
+            [_track("stable", status.get("stable"))] + ([_track("canary", status["canary"])] if status.get("canary") else []),
+        ),
+        "",
+        table(
+            ("CONDITION", "STATUS", "REASON", "SINCE"),
+            [(c["type"], c["status"], c.get("reason", ""), c.get("lastTransitionTime", "")) for c in status.get("conditions", [])],
+        ),
+    ]
+    if status.get("history"):
+        lines += ["", table(("HISTORY", "VERSION", "REVISION", "PROMOTED"),
+                            [(i, h.get("version", ""), h.get("revision", ""), h.get("promotedAt", ""))
+                             for i, h in enumerate(status["history"])])]
+    if events:
+        lines += ["", table(("LAST SEEN", "TYPE", "REASON", "MESSAGE"),
+                            [(e.get("lastTimestamp") or e.get("eventTime") or "", e.get("type", ""), e.get("reason", ""),
+                              (e.get("message") or "")[:100]) for e in events[-8:]])]
+    return "\n".join(lines)
