@@ -143,26 +143,28 @@ async def all_healthy(client: AsyncClient, ns: str, count: int, timeout: float) 
 
     await asyncio.gather(*(create(i) for i in range(count)))
     while time.perf_counter() - start < timeout:
-        healthy = sum(
-            1 async for md in client.list(MD, namespace=ns) if (md.status or {}).get("phase") == "Healthy"
-        )
+        healthy = len([md async for md in client.list(MD, namespace=ns) if (md.status or {}).get("phase") == "Healthy"])
         if healthy >= count:
             return time.perf_counter() - start
         await asyncio.sleep(0.5)
     return float("inf")
 
 
+RUN = f"{int(time.time()) % 100000}"
+NAMESPACES = [f"bench-{part}-{RUN}" for part in ("latency", "small", "large")]
+
+
 async def run(args: argparse.Namespace, port: int, pid: int) -> list[tuple[str, str, str, str]]:
     client = AsyncClient(config=KubeConfig.from_env())
     await ensure_capacity(client, args.large)
     rows = []
-    await namespace(client, "bench-latency")
-    lat = await children_latency(client, "bench-latency", args.latency_samples)
+    await namespace(client, NAMESPACES[0])
+    lat = await children_latency(client, NAMESPACES[0], args.latency_samples)
     lat.sort()
     rows.append(("apply -> children created, median", f"{statistics.median(lat):.0f} ms", "< 300 ms",
                  "ok" if statistics.median(lat) < 300 else "MISSED"))
     rows.append(("apply -> children created, p90", f"{lat[int(len(lat) * 0.9) - 1]:.0f} ms", "", ""))
-    for count, limit, ns in ((args.small, 30.0, "bench-small"), (args.large, 300.0, "bench-large")):
+    for count, limit, ns in ((args.small, 30.0, NAMESPACES[1]), (args.large, 300.0, NAMESPACES[2])):
         if not count:
             continue
         await namespace(client, ns)
@@ -184,7 +186,7 @@ async def run(args: argparse.Namespace, port: int, pid: int) -> list[tuple[str, 
     w = writes(after) - writes(before)
     rows.append(("API writes per unchanged reconcile", f"{w / max(reconciles, 1):.3f} ({w:.0f} in {reconciles:.0f})",
                  "0", "ok" if w == 0 else "MISSED"))
-    for ns in ("bench-latency", "bench-small", "bench-large"):
+    for ns in NAMESPACES:
         try:
             await client.delete(Namespace, ns)
         except ApiError:
@@ -207,8 +209,9 @@ def main() -> int:
                    capture_output=True)
     port = free_port()
     env = {**os.environ, "MODELROLL_METRICS_PORT": str(port), "MODELROLL_RESYNC_SECONDS": str(args.resync_seconds),
-           "MODELROLL_NAMESPACES": "bench-latency,bench-small,bench-large"}
-    log = open(ROOT / "benchmarks" / "operator_scale.log", "wb")  # noqa: SIM115
+           "MODELROLL_NAMESPACES": ",".join(NAMESPACES)}
+    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
+    log = open(ROOT / "benchmarks" / "results" / "operator_scale.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([str(Path(sys.executable).parent / "modelroll-operator")], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:

@@ -97,7 +97,8 @@ def test_ready_deployment_is_healthy_and_recorded_in_history():
     assert result.apply == () and result.delete == ()
     status = result.status
     assert status["phase"] == "Healthy" and status["ready"] == "2/2"
-    assert status["stable"] == {"revision": rev, "version": "v1", "digest": DIGEST_A, "replicas": 2, "readyReplicas": 2}
+    assert status["stable"] == {"revision": rev, "version": "v1", "digest": DIGEST_A, "uri": "s3://models/fraud/v1.joblib",
+                                "format": "joblib", "method": "predict", "replicas": 2, "readyReplicas": 2}
     assert status["history"] == [{"revision": rev, "version": "v1", "digest": DIGEST_A, "promotedAt": "2026-11-22T12:05:00Z"}]
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Ready"]["status"] == "True" and conds["ModelVerified"]["status"] == "True"
@@ -126,7 +127,8 @@ def test_model_change_rolls_and_keeps_the_old_revision_stable_until_done():
 
     mid = cluster_after(change, 2, [pod("p1", old), pod("p2", old), pod("p3", new)], replicas=3, readyReplicas=3, updatedReplicas=1, availableReplicas=3)
     status = plan(subject(raw_spec("v2", DIGEST_B), change.status, 2), mid, LATER, IMAGE).status
-    assert status["canary"] == {"revision": new, "version": "v2", "digest": DIGEST_B, "replicas": 1, "readyReplicas": 1}
+    assert {k: status["canary"][k] for k in ("revision", "version", "digest", "replicas", "readyReplicas")} == {
+        "revision": new, "version": "v2", "digest": DIGEST_B, "replicas": 1, "readyReplicas": 1}
     assert status["weights"] == {"stable": 67, "canary": 33}
     assert "1/2 updated" in status["message"] and "v1 keeps serving" in status["message"]
 
@@ -204,7 +206,8 @@ def test_children_no_longer_wanted_are_deleted():
     assert result.delete == (ChildRef("apps/v1", "Deployment", "fraud-canary"),)
 
 
-def test_unsupported_strategy_is_reported_not_ignored():
-    spec = raw_spec(strategy={"type": "BlueGreen"})
+def test_gateway_routing_with_a_single_track_is_refused_not_ignored():
+    spec = raw_spec(trafficRouting={"gatewayAPI": {"parentRefs": [{"name": "gw"}]}})
     result = plan(subject(spec), Observed(), NOW, IMAGE)
-    assert result.status["phase"] == "Failed" and "BlueGreen" in result.status["message"]
+    assert result.status["phase"] == "Failed" and "spec.trafficRouting.gatewayAPI" in result.status["message"]
+    assert result.apply == ()

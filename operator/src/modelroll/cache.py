@@ -15,7 +15,7 @@ from modelroll_contract import LABEL_NAME
 from .observed import Observed
 
 Key = tuple[str, str]  # (namespace, ModelDeployment name)
-CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "Pod")
+CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "HTTPRoute", "Pod")
 
 
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +68,7 @@ class Cache:
             deployments=dict(kids.get("Deployment", {})),
             services=dict(kids.get("Service", {})),
             autoscalers=dict(kids.get("HorizontalPodAutoscaler", {})),
+            routes=dict(kids.get("HTTPRoute", {})),
             pods=tuple(kids.get("Pod", {}).values()),
         )
 

@@ -70,7 +70,7 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _metadata(owner: Owner, name: str, track: str | None = None) -> dict[str, Any]:
+def child_metadata(owner: Owner, name: str, track: str | None = None) -> dict[str, Any]:
     labels = base_labels(owner)
     if track:
         labels[LABEL_TRACK] = track
@@ -237,6 +237,7 @@ def build_deployment(
     track: str,
     template: dict[str, Any],
     replicas: int,
+    recreate: bool = False,
 ) -> dict[str, Any]:
     """Deployment ``NAME-TRACK`` running ``template``. An HPA scales the ModelDeployment
     through its scale subresource, so ``replicas`` always comes from the planner."""
@@ -247,7 +248,11 @@ def build_deployment(
         "replicas": replicas,
         "progressDeadlineSeconds": spec.progress_deadline_seconds,
         "revisionHistoryLimit": 2,
-        "strategy": {
+        # The canary track is recreated, never rolled, so a mid-rollout spec change cannot
+        # run three revisions at once.
+        "strategy": {"type": "Recreate"}
+        if recreate
+        else {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": rolling.max_surge, "maxUnavailable": rolling.max_unavailable},
         },
@@ -256,7 +261,7 @@ def build_deployment(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": _metadata(owner, f"{owner.name}-{track}", track),
+            "metadata": child_metadata(owner, f"{owner.name}-{track}", track),
             "spec": dep_spec,
         }
     )
@@ -271,7 +276,7 @@ def build_service(owner: Owner, name: str, track: str | None) -> dict[str, Any]:
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": _metadata(owner, name, track),
+            "metadata": child_metadata(owner, name, track),
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector,
@@ -289,7 +294,7 @@ def build_hpa(spec: ModelDeploymentSpec, owner: Owner) -> dict[str, Any]:
         {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
-            "metadata": _metadata(owner, owner.name),
+            "metadata": child_metadata(owner, owner.name),
             "spec": {
                 "scaleTargetRef": {"apiVersion": API_VERSION, "kind": KIND, "name": owner.name},
                 "minReplicas": auto.min_replicas,

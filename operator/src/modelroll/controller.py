@@ -106,6 +106,7 @@ class Controller:
             generation=meta.get("generation", 1),
             spec=body.get("spec") or {},
             status=body.get("status") or {},
+            annotations=meta.get("annotations") or {},
         )
         now = datetime.now(UTC)
         result = plan(subject, self.cache.observed(key), now, self.settings.server_image)
@@ -121,6 +122,8 @@ class Controller:
             self.cache.put_child(obj["kind"], obj)
         for ref in result.delete:
             await self.kube.delete(owner.namespace, ref)
+        for name, replicas in result.scale:
+            await self.kube.scale(owner.namespace, name, replicas)
         if result.status is not None:
             updated = await self.kube.patch_status(owner, result.status, subject.status)
             self.cache.put_parent(updated)

@@ -96,3 +96,10 @@ async def autoscaler_event(event: dict[str, Any], **_: Any) -> None:
 @kopf.on.event("", "v1", "pods", labels=OURS)
 async def pod_event(event: dict[str, Any], **_: Any) -> None:
     await _child("Pod", event)
+
+
+# Gateway API routing: the HTTPRoute CRD must exist when the operator starts (no CRD scanning,
+# so the operator needs no cluster-wide read access to CRDs).
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=OURS)
+async def route_event(event: dict[str, Any], **_: Any) -> None:
+    await _child("HTTPRoute", event)

@@ -27,7 +27,13 @@ FIELD_MANAGER = "modelroll"
 log = logging.getLogger(__name__)
 
 ModelDeployment = create_namespaced_resource("modelroll.io", "v1alpha1", KIND, "modeldeployments")
-KINDS = {"Deployment": Deployment, "Service": Service, "HorizontalPodAutoscaler": HorizontalPodAutoscaler}
+HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+KINDS = {
+    "Deployment": Deployment,
+    "Service": Service,
+    "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+    "HTTPRoute": HTTPRoute,
+}
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -52,6 +58,13 @@ class Kube:
         except ApiError as error:
             if error.status.code != 404:
                 raise
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Scale a held Deployment without re-applying (and so re-owning) its template."""
+        metrics.API_WRITES.labels("patch", "Deployment/scale").inc()
+        await self.client.patch(
+            Deployment.Scale, name, {"spec": {"replicas": replicas}}, namespace=namespace, patch_type=PatchType.MERGE
+        )
 
     async def patch_status(
         self, owner: Owner, status: Mapping[str, Any], previous: Mapping[str, Any]

@@ -22,6 +22,7 @@ class Observed:
     deployments: Mapping[str, Obj] = field(default_factory=dict)  # by name
     services: Mapping[str, Obj] = field(default_factory=dict)
     autoscalers: Mapping[str, Obj] = field(default_factory=dict)
+    routes: Mapping[str, Obj] = field(default_factory=dict)  # HTTPRoutes
     pods: Sequence[Obj] = ()
 
     def owned(self) -> list[tuple[str, str, str, Obj]]:
@@ -31,6 +32,7 @@ class Observed:
             ("apps/v1", "Deployment", self.deployments),
             ("v1", "Service", self.services),
             ("autoscaling/v2", "HorizontalPodAutoscaler", self.autoscalers),
+            ("gateway.networking.k8s.io/v1", "HTTPRoute", self.routes),
         ):
             out.extend((api, kind, name, obj) for name, obj in objs.items())
         return out

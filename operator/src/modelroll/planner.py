@@ -13,12 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from modelroll_contract import TRACK_CANARY, TRACK_STABLE
+
 from . import conditions as c
+from .actions import read_requests
 from .children import HASH_ANNOTATION, Owner, selector_string
 from .observed import Observed
 from .spec import ModelDeploymentSpec, SpecError, parse_spec
+from .strategies.bluegreen import plan_bluegreen
+from .strategies.canary import plan_canary
 from .strategies.outcome import Outcome
 from .strategies.rolling import plan_rolling
+from .strategies.tracks import ready_on_track
+from .traffic import gateway_api, replicas
 
 WARNING_PHASES = {c.DEGRADED, c.FAILED}
 
@@ -31,6 +38,7 @@ class Subject:
     generation: int
     spec: Mapping[str, Any]
     status: Mapping[str, Any] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,13 +59,14 @@ class ChildRef:
 class Plan:
     apply: tuple[dict[str, Any], ...] = ()
     delete: tuple[ChildRef, ...] = ()
+    scale: tuple[tuple[str, int], ...] = ()  # (Deployment, replicas) through the scale subresource
     status: dict[str, Any] | None = None  # the complete new status; None = unchanged
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
 
     @property
     def writes(self) -> int:
-        return len(self.apply) + len(self.delete) + (self.status is not None) + len(self.events)
+        return len(self.apply) + len(self.delete) + len(self.scale) + (self.status is not None) + len(self.events)
 
 
 def timestamp(now: datetime) -> str:
@@ -86,10 +95,8 @@ def _invalid(subject: Subject, error: SpecError, now: datetime) -> Plan:
 
 
 def _unsupported(spec: ModelDeploymentSpec) -> str | None:
-    if spec.strategy.type != "Rolling":
-        return f"spec.strategy.type {spec.strategy.type} is not supported by this operator version yet"
-    if spec.traffic.gateway_api:
-        return "spec.trafficRouting.gatewayAPI is not supported by this operator version yet"
+    if spec.traffic.gateway_api and spec.strategy.type == "Rolling":
+        return "spec.trafficRouting.gatewayAPI needs strategy Canary or BlueGreen (a rolling update has one track)"
     return None
 
 
@@ -113,8 +120,9 @@ def _changed_children(desired: list[dict[str, Any]], observed: Observed) -> list
     return out
 
 
-def _stale_children(desired: list[dict[str, Any]], observed: Observed) -> list[ChildRef]:
+def _stale_children(desired: list[dict[str, Any]], observed: Observed, held: Mapping[str, int]) -> list[ChildRef]:
     wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in desired}
+    wanted |= {("Deployment", name) for name in held}
     return [ChildRef(api, kind, name) for api, kind, name, _ in observed.owned() if (kind, name) not in wanted]
 
 
@@ -128,20 +136,45 @@ def _finish(subject: Subject, status: dict[str, Any], plan: Plan, events: list[E
     return Plan(
         apply=plan.apply,
         delete=plan.delete,
+        scale=plan.scale,
         status=status if changed else None,
         events=tuple(events),
         requeue_after=plan.requeue_after,
     )
 
 
-def effective_weights(outcome: Outcome) -> dict[str, int]:
-    """The split the ready Pods really get (replica ratio), not the wish."""
-    stable = (outcome.stable or {}).get("readyReplicas", 0)
-    canary = (outcome.canary or {}).get("readyReplicas", 0)
-    if not canary:
-        return {"stable": 100, "canary": 0}
-    share = round(100 * canary / (stable + canary))
+def effective_weights(outcome: Outcome, observed: Observed, gateway: bool, rolling: bool) -> dict[str, int]:
+    """The split the ready Pods really get, not the wish: weight only reaches a track
+    whose Pods are Ready (with the verified model loaded). A rolling update has one track,
+    so there the split is between the ready Pods of the old and the new revision."""
+    if rolling:
+        stable, canary = (outcome.stable or {}).get("readyReplicas", 0), (outcome.canary or {}).get("readyReplicas", 0)
+    else:
+        stable, canary = ready_on_track(observed, TRACK_STABLE), ready_on_track(observed, TRACK_CANARY)
+    if outcome.routing.active:
+        share = 100 if outcome.routing.active == TRACK_CANARY and canary else 0
+    elif gateway:
+        share = outcome.routing.canary_weight if canary else 0
+    elif not canary:
+        share = 0
+    else:
+        share = round(100 * canary / (stable + canary))
     return {"stable": 100 - share, "canary": share}
+
+
+def _strategy(
+    spec: ModelDeploymentSpec, subject: Subject, observed: Observed, now: datetime, image: str
+) -> tuple[Outcome, dict[str, str]]:
+    requests = read_requests(subject.annotations, subject.status)
+    owner, status = subject.owner, subject.status
+    if spec.strategy.type == "Canary":
+        ratio = gateway_api.canary_replicas if spec.traffic.gateway_api else replicas.canary_replicas
+        outcome = plan_canary(spec, owner, observed, status, requests, now, timestamp, image, ratio)
+    elif spec.strategy.type == "BlueGreen":
+        outcome = plan_bluegreen(spec, owner, observed, status, requests, now, timestamp, image)
+    else:
+        outcome = plan_rolling(spec, owner, observed, status, image)
+    return outcome, requests.acknowledged_after()
 
 
 def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Plan:
@@ -155,15 +188,22 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
         return _invalid(subject, SpecError("spec", unsupported), now)
 
     image = spec.server.image or image
-    outcome = plan_rolling(spec, owner, observed, subject.status, image)
-    events: list[Event] = []
-    if outcome.canary and (subject.status.get("canary") or {}).get("revision") != outcome.canary["revision"]:
+    outcome, acknowledged = _strategy(spec, subject, observed, now, image)
+    gateway = spec.traffic.gateway_api
+    if gateway:
+        routing = gateway_api.build_gateway_routing(owner, spec.traffic, outcome.routing)
+    else:
+        routing = replicas.build_replica_routing(owner, outcome.routing, spec.strategy.type != "Rolling")
+    desired = outcome.children + routing
+    events = [Event(*e) for e in outcome.events]
+    rolling = spec.strategy.type == "Rolling"
+    if rolling and outcome.canary and (subject.status.get("canary") or {}).get("revision") != outcome.canary["revision"]:
         events.append(Event("Normal", "RolloutStarted", f"rolling out {outcome.canary.get('version') or outcome.canary['revision']}"))
     if outcome.promoted:
         events.append(Event("Normal", "Promoted", f"{outcome.promoted.get('version') or outcome.promoted['revision']} is now stable"))
 
     status: dict[str, Any] = {
-        **{k: v for k, v in subject.status.items() if k not in ("canary",)},
+        **{k: v for k, v in subject.status.items() if k not in ("canary", *outcome.drop_status)},
         "observedGeneration": subject.generation,
         "phase": outcome.phase,
         "reason": outcome.reason,
@@ -179,14 +219,20 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
         "history": _history(subject.status, outcome, spec.revision_history_limit, now),
         **outcome.extra_status,
     }
+    if acknowledged:
+        status["acknowledged"] = acknowledged
     if outcome.stable:
         status["stable"] = outcome.stable
     if outcome.canary:
         status["canary"] = outcome.canary
-    status["weights"] = effective_weights(outcome)
+    status["weights"] = effective_weights(outcome, observed, gateway, rolling)
+    live = observed.deployments
     body = Plan(
-        apply=tuple(_changed_children(outcome.children, observed)),
-        delete=tuple(_stale_children(outcome.children, observed)),
+        apply=tuple(_changed_children(desired, observed)),
+        delete=tuple(_stale_children(desired, observed, outcome.held)),
+        scale=tuple(
+            (name, n) for name, n in outcome.held.items() if (live.get(name) or {}).get("spec", {}).get("replicas") != n
+        ),
         requeue_after=outcome.requeue_after,
     )
     return _finish(subject, status, body, events)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-URI_RE = re.compile(r"^(file://|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/|https?://|s3://)\S+$")
+URI_RE = re.compile(r"^(file://|pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/|https?://|s3://)\S+$")
 DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
 DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

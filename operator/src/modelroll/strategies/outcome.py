@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..traffic.routing import Routing
+
 
 @dataclass(frozen=True)
 class Outcome:
-    children: list[dict[str, Any]]  # every desired child, complete
+    children: list[dict[str, Any]]  # the desired Deployments (and HPA); routing objects come from the router
     phase: str
     reason: str
     message: str
@@ -19,5 +21,11 @@ class Outcome:
     ready_replicas: int = 0
     desired_replicas: int = 0
     promoted: dict[str, Any] | None = None  # a revision that became stable in this reconcile
+    routing: Routing = field(default_factory=Routing)
     extra_status: dict[str, Any] = field(default_factory=dict)
+    drop_status: tuple[str, ...] = ()  # status keys this strategy no longer uses
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     requeue_after: float | None = None
+    # Deployments kept exactly as they run (the stable track during a rollout): never
+    # re-applied, only scaled through their scale subresource when the count is wrong.
+    held: dict[str, int] = field(default_factory=dict)  # Deployment name -> replicas

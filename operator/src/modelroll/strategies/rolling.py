@@ -13,15 +13,11 @@ from typing import Any
 from modelroll_contract import TRACK_STABLE
 
 from .. import conditions as c
-from ..children import Owner, build_deployment, build_hpa, build_pod_template, build_service, revision_of
+from ..children import Owner, build_deployment, build_hpa, build_pod_template, revision_of
 from ..observed import Observed, count_pods, deployment_progress, pod_failure, pods_of_revision
 from ..spec import ModelDeploymentSpec
 from .outcome import Outcome
-
-
-def track_status(identity: Mapping[str, Any], observed: Observed) -> dict[str, Any]:
-    live, ready = count_pods(observed.pods, identity["revision"])
-    return {**identity, "replicas": live, "readyReplicas": ready}
+from .tracks import identity, track_status
 
 
 def plan_rolling(
@@ -34,15 +30,11 @@ def plan_rolling(
     template = build_pod_template(spec, owner, TRACK_STABLE, image)
     revision = revision_of(template)
     want = spec.replicas
-    children = [
-        build_deployment(spec, owner, TRACK_STABLE, template, want),
-        build_service(owner, owner.name, None),
-        build_service(owner, f"{owner.name}-{TRACK_STABLE}", TRACK_STABLE),
-    ]
+    children = [build_deployment(spec, owner, TRACK_STABLE, template, want)]
     if spec.autoscaling:
         children.append(build_hpa(spec, owner))
 
-    target = {"revision": revision, "version": spec.model.version, "digest": spec.model.digest}
+    target = identity(spec, revision)
     before = previous.get("stable") or None
     first_rollout = not before or before.get("revision") == revision
     progress = deployment_progress(observed.deployments.get(f"{owner.name}-{TRACK_STABLE}"), revision)
@@ -64,7 +56,7 @@ def plan_rolling(
             phase=c.HEALTHY,
             reason=c.ROLLOUT_COMPLETE,
             message=message,
-            stable=track_status(target, observed),
+            stable=track_status(target, observed, TRACK_STABLE),
             promoted=promoted,
             conditions=[
                 c.condition(c.READY, True, reason, message),
@@ -79,8 +71,8 @@ def plan_rolling(
             ],
         )
 
-    stable = track_status(target, observed) if first_rollout else track_status(before, observed)
-    canary = None if first_rollout else track_status(target, observed)
+    stable = track_status(target, observed, TRACK_STABLE) if first_rollout else track_status(before, observed, TRACK_STABLE)
+    canary = None if first_rollout else track_status(target, observed, TRACK_STABLE)
     new_live, new_ready = count_pods(observed.pods, revision)
     failure = pod_failure(pods_of_revision(observed.pods, revision))
     verified = True if new_ready else (False if failure and failure[0] == c.INTEGRITY_MISMATCH else None)

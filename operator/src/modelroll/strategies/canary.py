@@ -1,0 +1,201 @@
+"""The Canary strategy: a new revision on its own track, given weight step by step (pure).
+
+State lives in status (``currentStep``, ``stepStartedAt``, ``aborted``) and in the observed
+Deployments, so an operator restarted at any moment resumes at the same step: a step only
+advances once its condition holds in what was observed, and each advance is written to
+status before anything depends on it.
+
+Order of a rollout: the canary track comes up behind its weight; pauses wait for a clock
+or a person; after the last step the stable track rolls to the new revision while the
+canary keeps serving, and only when stable is Ready at it does the canary go away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from modelroll_contract import TRACK_CANARY, TRACK_STABLE
+
+from .. import actions
+from .. import conditions as c
+from ..actions import Requests
+from ..children import Owner, build_deployment, build_pod_template, revision_of
+from ..observed import Observed, deployment_progress, pod_failure, pods_of_revision
+from ..spec import ModelDeploymentSpec, Step
+from ..traffic.routing import Routing
+from .outcome import Outcome
+from .rolling import plan_rolling
+from .tracks import hold_or_rebuild, identity, parse_time, track_status
+
+ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted")
+
+
+def weight_at(steps: tuple[Step, ...], step: int) -> int:
+    """The weight in force at ``step``: the last setWeight at or before it."""
+    weight = 0
+    for s in steps[: step + 1]:
+        if s.set_weight is not None:
+            weight = s.set_weight
+    return weight
+
+
+def steady(
+    spec: ModelDeploymentSpec, owner: Owner, observed: Observed, status: Mapping[str, Any], image: str,
+    routing: Routing, extra: dict[str, Any],
+) -> Outcome:
+    """No rollout in progress (first revision, or stable is the spec's): plain Rolling on the
+    stable track; the canary track and the rollout bookkeeping go away."""
+    out = plan_rolling(spec, owner, observed, status, image)
+    return replace(out, routing=routing, extra_status=extra, drop_status=ROLLOUT_KEYS + ("blueGreen",))
+
+
+def abort_record(revision: str, reason: str, message: str) -> dict[str, str]:
+    return {"revision": revision, "reason": reason, "message": message}
+
+
+def plan_canary(
+    spec: ModelDeploymentSpec,
+    owner: Owner,
+    observed: Observed,
+    status: Mapping[str, Any],
+    requests: Requests,
+    now: datetime,
+    stamp: Callable[[datetime], str],
+    image: str,
+    canary_replicas: Callable[[int, int], int],
+) -> Outcome:
+    steps = spec.strategy.canary.steps if spec.strategy.canary else ()
+    n_steps = len(steps)
+    template = build_pod_template(spec, owner, TRACK_CANARY, image)
+    rev = revision_of(template)
+    target = identity(spec, rev)
+    stable = status.get("stable")
+    shadow = spec.traffic.shadow_percent
+    if not stable or stable.get("revision") == rev:
+        return steady(spec, owner, observed, status, image, Routing(), {"stepCount": n_steps})
+
+    events: list[tuple[str, str, str]] = []
+    label = spec.model.version or rev
+    same = (status.get("canary") or {}).get("revision") == rev
+    step = int(status.get("currentStep", 0)) if same else 0
+    started = parse_time(status.get("stepStartedAt"), now) if same else now
+    aborted = status.get("aborted") if (status.get("aborted") or {}).get("revision") == rev else None
+    if not same:
+        old = (status.get("canary") or {}).get("version")
+        reason, msg = ("RolloutRestarted", f"spec changed mid-rollout: {old} replaced by {label}, steps restart") if status.get("canary") else ("RolloutStarted", f"canary rollout of {label} started")
+        events.append(("Normal", reason, msg))
+    if aborted and requests.take(actions.RETRY):
+        aborted, step, started = None, 0, now
+        events.append(("Normal", "Retry", f"rollout of {label} retried from step 1"))
+    if not aborted and requests.take(actions.ABORT):
+        aborted = abort_record(rev, "Aborted", f"rollout of {label} aborted by a user")
+        events.append(("Warning", "Aborted", aborted["message"]))
+
+    n = spec.replicas
+    stable_name, canary_name = f"{owner.name}-{TRACK_STABLE}", f"{owner.name}-{TRACK_CANARY}"
+    rebuilt = hold_or_rebuild(observed, stable_name, spec, owner, TRACK_STABLE, stable, image)
+    canary_progress = deployment_progress(observed.deployments.get(canary_name), rev)
+    canary_now = track_status(target, observed, TRACK_CANARY)
+    requeue: float | None = None
+    paused_for: str | None = None
+
+    if not aborted:
+        if requests.take(actions.PROMOTE_FULL):
+            step, started = n_steps, now
+            events.append(("Normal", "PromotedFull", f"{label}: remaining steps skipped by a user"))
+        while step < n_steps and not requests.paused:
+            s = steps[step]
+            if s.set_weight is not None:
+                want = canary_replicas(s.set_weight, n)
+                if canary_progress.at_revision and canary_now["readyReplicas"] >= want and canary_now["replicas"] == want:
+                    step, started = step + 1, now
+                    continue
+                if (now - started).total_seconds() > spec.progress_deadline_seconds:
+                    reason, detail = pod_failure(pods_of_revision(observed.pods, rev)) or (
+                        c.DEADLINE_EXCEEDED, f"{canary_now['readyReplicas']}/{want} canary Pods Ready")
+                    aborted = abort_record(rev, reason, f"canary {label} not Ready within "
+                                           f"{spec.progress_deadline_seconds}s: {detail}")
+                    events.append(("Warning", reason, aborted["message"]))
+                else:
+                    requeue = spec.progress_deadline_seconds - (now - started).total_seconds() + 1
+                break
+            if requests.take(actions.PROMOTE):
+                step, started = step + 1, now
+                events.append(("Normal", "Promoted", f"{label}: pause {step}/{n_steps} promoted by a user"))
+                continue
+            if s.pause_seconds is None:
+                paused_for = f"step {step + 1}/{n_steps}: paused until `kubectl modelroll promote {owner.name}`"
+                break
+            remaining = (started - now).total_seconds() + s.pause_seconds
+            if remaining <= 0:
+                step, started = step + 1, now
+                continue
+            requeue = remaining
+            break
+        if requests.paused and step < n_steps:
+            paused_for = f"step {step + 1}/{n_steps}: paused by a user (`kubectl modelroll resume {owner.name}`)"
+
+    weight = 0 if aborted else (weight_at(steps, step) if step < n_steps else weight_at(steps, n_steps - 1))
+    canary_want = 0 if aborted else canary_replicas(weight, n)
+    children = [build_deployment(spec, owner, TRACK_CANARY, template, canary_want, recreate=True)]
+    held: dict[str, int] = {}
+    promoting = step >= n_steps and not aborted
+    if promoting:
+        children.append(build_deployment(spec, owner, TRACK_STABLE, build_pod_template(spec, owner, TRACK_STABLE, image), n))
+    elif rebuilt is not None:
+        children.append(build_deployment(spec, owner, TRACK_STABLE, rebuilt, n))
+    else:
+        held[stable_name] = n
+
+    stable_now = track_status(stable, observed, TRACK_STABLE)
+    extra = {"currentStep": min(step, n_steps), "stepCount": n_steps, "stepStartedAt": stamp(started)}
+    if aborted:
+        extra["aborted"] = aborted
+    drop = () if aborted else ("aborted",)
+    stable_progress = deployment_progress(observed.deployments.get(stable_name), rev)
+    if promoting and stable_progress.complete(n):
+        # Stable runs the new revision everywhere: it is promoted; the canary track goes.
+        done = plan_rolling(spec, owner, observed, {**status, "stable": target}, image)
+        history = status.get("history") or [{}]
+        promoted = None if history[0].get("revision") == rev else target
+        return replace(done, routing=Routing(), promoted=promoted, events=events,
+                       extra_status={"stepCount": n_steps}, drop_status=ROLLOUT_KEYS)
+
+    ready = stable_now["readyReplicas"] + canary_now["readyReplicas"]
+    common = dict(
+        children=children, stable=stable_now, canary=canary_now, held=held, events=events, requeue_after=requeue,
+        replicas=stable_now["replicas"] + canary_now["replicas"], ready_replicas=ready, desired_replicas=n,
+        extra_status=extra, drop_status=drop,
+        routing=Routing(canary_weight=weight, mirror_percent=shadow if not aborted else 0),
+    )
+    if aborted:
+        message = f"{aborted['message']}; {stable.get('version') or stable['revision']} serving at full weight"
+        return Outcome(**common, phase=c.DEGRADED, reason=aborted["reason"], message=message, conditions=[
+            c.condition(c.READY, True, c.ALL_READY, f"{stable.get('version')} serving"),
+            c.condition(c.PROGRESSING_COND, False, aborted["reason"], message),
+            c.condition(c.DEGRADED_COND, True, aborted["reason"], message),
+            c.condition(c.MODEL_VERIFIED, False if aborted["reason"] == c.INTEGRITY_MISMATCH else None,
+                        aborted["reason"], aborted["message"]),
+        ])
+    if promoting:
+        message = (f"promoting {label}: stable track {stable_progress.updated}/{n} updated; "
+                   f"canary keeps serving until stable is Ready")
+    elif paused_for:
+        message = f"{paused_for}; canary {label} at {weight}%"
+    else:
+        message = f"step {step + 1}/{n_steps}: canary {label} at {weight}%, {canary_now['readyReplicas']}/{canary_want} Pods Ready"
+    phase = c.PAUSED if paused_for and not promoting else c.PROGRESSING
+    verified = canary_now["readyReplicas"] > 0
+    return Outcome(**common, phase=phase, reason="CanaryPaused" if phase == c.PAUSED else "CanaryProgressing",
+                   message=message, conditions=[
+        c.condition(c.READY, True, c.ALL_READY, f"{stable.get('version') or stable['revision']} serving"),
+        c.condition(c.PROGRESSING_COND, True, "CanaryProgressing", message),
+        c.condition(c.DEGRADED_COND, False, c.AS_EXPECTED, "no problems found"),
+        c.condition(c.MODEL_VERIFIED, True if verified else None,
+                    c.DIGEST_VERIFIED if verified else c.WAITING_FOR_PODS,
+                    f"{canary_now['readyReplicas']} canary Pod(s) loaded the verified model" if verified
+                    else "waiting for a canary Pod to load the model"),
+    ])

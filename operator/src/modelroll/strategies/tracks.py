@@ -1,0 +1,85 @@
+"""Helpers every strategy shares: revision identities and per-track Pod counts (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from modelroll_contract import LABEL_REVISION, LABEL_TRACK
+
+from ..children import Owner, build_pod_template
+from ..observed import Observed, pod_is_ready
+from ..spec import ModelDeploymentSpec
+
+IDENTITY_KEYS = ("revision", "version", "digest", "uri", "format", "method")
+
+
+def identity(spec: ModelDeploymentSpec, revision: str) -> dict[str, Any]:
+    """What status records about a revision: enough to name it and to rebuild it."""
+    m = spec.model
+    return {"revision": revision, "version": m.version, "digest": m.digest, "uri": m.uri, "format": m.format,
+            "method": m.method}
+
+
+def track_status(ident: Mapping[str, Any], observed: Observed, track: str | None = None) -> dict[str, Any]:
+    """``ident`` with the live and ready Pod counts of its revision (on ``track`` if given)."""
+    live = ready = 0
+    for pod in observed.pods:
+        meta = pod.get("metadata", {})
+        labels = meta.get("labels", {}) or {}
+        if meta.get("deletionTimestamp") or labels.get(LABEL_REVISION) != ident["revision"]:
+            continue
+        if track and labels.get(LABEL_TRACK) != track:
+            continue
+        live += 1
+        ready += pod_is_ready(pod)
+    return {**{k: ident[k] for k in IDENTITY_KEYS if k in ident}, "replicas": live, "readyReplicas": ready}
+
+
+def ready_on_track(observed: Observed, track: str) -> int:
+    return sum(
+        1
+        for pod in observed.pods
+        if (pod.get("metadata", {}).get("labels", {}) or {}).get(LABEL_TRACK) == track and pod_is_ready(pod)
+    )
+
+
+def spec_for(spec: ModelDeploymentSpec, ident: Mapping[str, Any]) -> ModelDeploymentSpec:
+    """``spec`` running the model of ``ident`` instead (to rebuild an older revision)."""
+    model = dataclasses.replace(
+        spec.model,
+        uri=ident.get("uri", spec.model.uri),
+        digest=ident.get("digest", spec.model.digest),
+        version=ident.get("version", spec.model.version),
+        format=ident.get("format", spec.model.format),
+        method=ident.get("method", spec.model.method),
+    )
+    return dataclasses.replace(spec, model=model)
+
+
+def hold_or_rebuild(
+    observed: Observed, name: str, spec: ModelDeploymentSpec, owner: Owner, track: str, ident: Mapping[str, Any],
+    image: str,
+) -> dict[str, Any] | None:
+    """None if Deployment ``name`` runs ``ident`` and should be held as it is; otherwise the
+    Pod template to rebuild it with (it was deleted, or runs something else).
+
+    While a new revision is tried, the stable track keeps exactly what it runs, whatever the
+    spec says now, so it is held rather than re-applied.
+    """
+    dep = observed.deployments.get(name)
+    template = (dep or {}).get("spec", {}).get("template") or {}
+    if (template.get("metadata", {}).get("labels", {}) or {}).get(LABEL_REVISION) == ident.get("revision"):
+        return None
+    return build_pod_template(spec_for(spec, ident), owner, track, image)
+
+
+def parse_time(text: str | None, default: datetime) -> datetime:
+    if not text:
+        return default
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=default.tzinfo)
+    except ValueError:
+        return default
