@@ -223,3 +223,31 @@ def test_gateway_route_weights_and_shadow():
     assert cluster.status["weights"] == {"stable": 80, "canary": 20}
     assert cluster.replicas("canary") == 1
     assert track_of(cluster.selector("fraud")) == "stable"
+
+
+def test_undo_pins_the_previous_revision_until_the_spec_changes():
+    cluster = healthy_v1()
+    cluster.set_spec(spec("v2"))
+    cluster.annotations["modelroll.io/promote-full"] = "f1"
+    cluster.settle(at(1))
+    assert [h["version"] for h in cluster.status["history"]] == ["v2", "v1"]
+
+    cluster.annotations["modelroll.io/undo"] = "u1"
+    cluster.settle(at(2))
+    s = cluster.status
+    assert s["phase"] == "Healthy" and s["stable"]["version"] == "v1" and s["pinned"]["version"] == "v1"
+    assert "pinned to v1 by undo while spec asks for v2" in s["message"]
+    assert "fraud-canary" not in cluster.deps  # at once, no canary steps
+    assert "Undo" in cluster.events()
+    assert cluster.settle(at(100)).writes == 0  # the pin holds across resyncs
+
+    cluster.set_spec(spec("v3"))  # a new spec lifts the pin and rolls out normally
+    cluster.settle(at(101))
+    assert "pinned" not in cluster.status and cluster.status["canary"]["version"] == "v3"
+
+
+def test_undo_to_an_unknown_revision_is_refused_with_an_event():
+    cluster = healthy_v1()
+    cluster.annotations["modelroll.io/undo"] = "u1/deadbeef00"
+    cluster.settle(at(1))
+    assert "pinned" not in cluster.status and "UndoFailed" in cluster.events()

@@ -99,7 +99,8 @@ def test_ready_deployment_is_healthy_and_recorded_in_history():
     assert status["phase"] == "Healthy" and status["ready"] == "2/2"
     assert status["stable"] == {"revision": rev, "version": "v1", "digest": DIGEST_A, "uri": "s3://models/fraud/v1.joblib",
                                 "format": "joblib", "method": "predict", "replicas": 2, "readyReplicas": 2}
-    assert status["history"] == [{"revision": rev, "version": "v1", "digest": DIGEST_A, "promotedAt": "2026-11-22T12:05:00Z"}]
+    assert status["history"] == [{"revision": rev, "version": "v1", "digest": DIGEST_A, "uri": "s3://models/fraud/v1.joblib",
+                                  "format": "joblib", "method": "predict", "promotedAt": "2026-11-22T12:05:00Z"}]
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Ready"]["status"] == "True" and conds["ModelVerified"]["status"] == "True"
     assert conds["Degraded"]["status"] == "False"

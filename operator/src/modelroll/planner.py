@@ -9,7 +9,7 @@ makes the same decision again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,8 @@ from .strategies.bluegreen import plan_bluegreen
 from .strategies.canary import plan_canary
 from .strategies.outcome import Outcome
 from .strategies.rolling import plan_rolling
-from .strategies.tracks import ready_on_track
+from .strategies.tracks import IDENTITY_KEYS, ready_on_track, spec_for
+from .strategies.undo import resolve_pin
 from .traffic import gateway_api, replicas
 
 WARNING_PHASES = {c.DEGRADED, c.FAILED}
@@ -103,7 +104,8 @@ def _unsupported(spec: ModelDeploymentSpec) -> str | None:
 def _history(previous: Mapping[str, Any], outcome: Outcome, limit: int, now: datetime) -> list[Any]:
     history = list(previous.get("history") or [])
     if outcome.promoted:
-        entry = {**{k: outcome.promoted[k] for k in ("revision", "version", "digest")}, "promotedAt": timestamp(now)}
+        entry = {**{k: outcome.promoted[k] for k in IDENTITY_KEYS if k in outcome.promoted},
+                 "promotedAt": timestamp(now)}
         history = [entry, *(h for h in history if h.get("revision") != entry["revision"])]
     return history[: max(limit, 1)]
 
@@ -167,6 +169,16 @@ def _strategy(
 ) -> tuple[Outcome, dict[str, str]]:
     requests = read_requests(subject.annotations, subject.status)
     owner, status = subject.owner, subject.status
+    pinned, pin_events = resolve_pin(status, requests, subject.generation)
+    if pinned:
+        outcome = plan_rolling(spec_for(spec, pinned), owner, observed, status, image)
+        asked = spec.model.version or "the spec's model"
+        note = f"; pinned to {pinned.get('version') or pinned['revision']} by undo while spec asks for {asked} " \
+               f"(change the spec or `kubectl modelroll retry {owner.name}`)"
+        outcome = replace(outcome, message=outcome.message + note, extra_status={"pinned": pinned},
+                          drop_status=("currentStep", "stepStartedAt", "aborted", "blueGreen"),
+                          events=pin_events + outcome.events)
+        return outcome, requests.acknowledged_after()
     if spec.strategy.type == "Canary":
         ratio = gateway_api.canary_replicas if spec.traffic.gateway_api else replicas.canary_replicas
         outcome = plan_canary(spec, owner, observed, status, requests, now, timestamp, image, ratio)
@@ -174,6 +186,7 @@ def _strategy(
         outcome = plan_bluegreen(spec, owner, observed, status, requests, now, timestamp, image)
     else:
         outcome = plan_rolling(spec, owner, observed, status, image)
+    outcome = replace(outcome, events=pin_events + outcome.events, drop_status=(*outcome.drop_status, "pinned"))
     return outcome, requests.acknowledged_after()
 
 
