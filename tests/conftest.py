@@ -52,7 +52,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """A running, healthy Kubernetes API server; see the module docstring for which one."""
     external = os.environ.get(KUBECONFIG_ENV)
     if external:
@@ -71,7 +71,7 @@ def cluster() -> Iterator[Cluster]:
 
     state_dir = Path(tempfile.mkdtemp(prefix="modelroll-cluster-"))
     try:
-        info = launcher.up(state_dir)
+        info = launcher.up(state_dir, die_with_parent=True)
     except launcher.ClusterError as e:
         logs = state_dir / "logs"
         saved = Path(tempfile.gettempdir()) / f"modelroll-cluster-logs-{os.getpid()}"
@@ -85,6 +85,11 @@ def cluster() -> Iterator[Cluster]:
     try:
         yield Cluster(kubeconfig=info.kubeconfig, owned=True, state_dir=state_dir)
     finally:
+        if request.session.testsfailed:
+            # Keep the control plane's logs for whoever reads the failure (CI included).
+            saved = Path(tempfile.gettempdir()) / f"modelroll-cluster-logs-{os.getpid()}"
+            shutil.copytree(state_dir / "logs", saved, dirs_exist_ok=True)
+            print(f"\ncluster: tests failed; control-plane logs kept in {saved}")
         launcher.down(state_dir)
 
 

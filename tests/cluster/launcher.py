@@ -83,6 +83,8 @@ def bin_dir() -> Path:
 
 def require_binaries() -> Path:
     bdir = bin_dir()
+    if shutil.which("kubectl") is None:
+        raise ClusterError("step 'find binaries': kubectl is not on PATH")
     missing = [c for c in (*COMPONENTS, "helm") if not os.access(bdir / c, os.X_OK)]
     if missing:
         raise ClusterError(
@@ -262,11 +264,22 @@ def _record_pid(state_dir: Path, name: str, proc: subprocess.Popen[bytes]) -> No
     tmp.replace(_pids_file(state_dir))
 
 
-def _start(state_dir: Path, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the process that started us dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _start_component(
+    state_dir: Path, name: str, argv: list[str], die_with_parent: bool = False
+) -> subprocess.Popen[bytes]:
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
     with open(logs / f"{name}.log", "ab") as out:
         # A session of its own: the cluster outlives `make cluster` and ignores its Ctrl-C.
+        # A test session's own cluster dies with it instead, even if pytest is killed.
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -274,6 +287,7 @@ def _start(state_dir: Path, name: str, argv: list[str]) -> subprocess.Popen[byte
             stderr=subprocess.STDOUT,
             cwd=state_dir,
             start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
     _record_pid(state_dir, name, proc)
     return proc
@@ -376,8 +390,15 @@ def _wait(state_dir: Path, step: str, done: object, timeout: float) -> None:
 # --- up / down / status --------------------------------------------------------------------
 
 
-def up(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = READY_TIMEOUT) -> ClusterInfo:
-    """Start the control plane in `state_dir` and wait until it is usable. Idempotent."""
+def up(
+    state_dir: Path = DEFAULT_STATE_DIR,
+    timeout: float = READY_TIMEOUT,
+    die_with_parent: bool = False,
+) -> ClusterInfo:
+    """Start the control plane in `state_dir` and wait until it is usable. Idempotent.
+
+    With `die_with_parent`, every component gets SIGTERM when the calling process exits (the
+    pytest fixtures use it so a killed test run leaves no cluster behind)."""
     state_dir = state_dir.resolve()
     if state_dir.exists() and _read_pids(state_dir):
         if is_healthy(state_dir):
@@ -393,7 +414,7 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = READY_TIMEOUT) -> C
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / MARKER).write_text("state of tests/cluster/launcher.py; removed by `down`\n")
     try:
-        _up(state_dir, bdir, timeout)
+        _up(state_dir, bdir, timeout, die_with_parent)
     except BaseException:
         _stop_processes(state_dir)
         raise
@@ -401,7 +422,10 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = READY_TIMEOUT) -> C
     return _info(state_dir)
 
 
-def _up(state_dir: Path, bdir: Path, timeout: float) -> None:
+def _up(state_dir: Path, bdir: Path, timeout: float, die_with_parent: bool) -> None:
+    def _start(name: str, argv: list[str]) -> None:
+        _start_component(state_dir, name, argv, die_with_parent)
+
     kubeconfig = state_dir / "kubeconfig"
     pki = state_dir / "pki"
     log(f"step 'generate certificates' in {pki}")
@@ -416,7 +440,6 @@ def _up(state_dir: Path, bdir: Path, timeout: float) -> None:
 
     log(f"step 'start etcd' on 127.0.0.1:{etcd_port}")
     _start(
-        state_dir,
         "etcd",
         [
             str(bdir / "etcd"),
@@ -441,7 +464,6 @@ def _up(state_dir: Path, bdir: Path, timeout: float) -> None:
 
     log(f"step 'start kube-apiserver' on {server}")
     _start(
-        state_dir,
         "kube-apiserver",
         [
             str(bdir / "kube-apiserver"),
@@ -485,7 +507,6 @@ def _up(state_dir: Path, bdir: Path, timeout: float) -> None:
 
     log("step 'start kube-controller-manager, kube-scheduler, kwok'")
     _start(
-        state_dir,
         "kube-controller-manager",
         [
             str(bdir / "kube-controller-manager"),
@@ -510,7 +531,6 @@ def _up(state_dir: Path, bdir: Path, timeout: float) -> None:
         ],
     )
     _start(
-        state_dir,
         "kube-scheduler",
         [
             str(bdir / "kube-scheduler"),
@@ -527,7 +547,6 @@ def _up(state_dir: Path, bdir: Path, timeout: float) -> None:
         ],
     )
     _start(
-        state_dir,
         "kwok",
         [
             str(bdir / "kwok"),
