@@ -70,17 +70,18 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         return
 
     state_dir = Path(tempfile.mkdtemp(prefix="modelroll-cluster-"))
+    failure = None
     try:
         info = launcher.up(state_dir, die_with_parent=True)
     except launcher.ClusterError as e:
-        logs = state_dir / "logs"
-        saved = Path(tempfile.gettempdir()) / f"modelroll-cluster-logs-{os.getpid()}"
-        if logs.exists():
-            shutil.copytree(logs, saved, dirs_exist_ok=True)
+        failure = f"local control plane did not start: {e}"
+        if (state_dir / "logs").exists():
+            saved = Path(tempfile.gettempdir()) / f"modelroll-cluster-logs-{os.getpid()}"
+            shutil.copytree(state_dir / "logs", saved, dirs_exist_ok=True)
+            failure += f"\n(component logs copied to {saved})"
         launcher.down(state_dir)
-        pytest.fail(
-            f"local control plane did not start: {e}\n(logs copied to {saved})", pytrace=False
-        )
+    if failure:
+        pytest.fail(failure, pytrace=False)
     _export(info.kubeconfig)
     try:
         yield Cluster(kubeconfig=info.kubeconfig, owned=True, state_dir=state_dir)
