@@ -3,86 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
-import socket
-import urllib.request
-from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.e2e.operator_helpers import ROOT, apply, manifest, mdep, phase_is, scrape, status_of, total
 from tests.helpers import get_json, wait_for
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-DIGEST_1 = "sha256:" + "1" * 64
-DIGEST_2 = "sha256:" + "2" * 64
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def manifest(name: str, version: str = "v1", digest: str = DIGEST_1, **spec) -> str:
-    body = {
-        "apiVersion": "modelroll.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"uri": f"https://models.example/{name}/{version}.joblib", "digest": digest, "version": version},
-            "replicas": 2,
-            **spec,
-        },
-    }
-    return yaml.safe_dump(body)
-
-
-def apply(kubectl, namespace: str, text: str) -> None:
-    kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=text)
-
-
-def mdep(kubectl, namespace: str, name: str) -> dict:
-    return get_json(kubectl, "mdep", name, "-n", namespace)
-
-
-def status_of(kubectl, namespace: str, name: str) -> dict:
-    return mdep(kubectl, namespace, name).get("status") or {}
-
-
-def phase_is(kubectl, namespace, name, phase):
-    def check():
-        status = status_of(kubectl, namespace, name)
-        return status if status.get("phase") == phase else None
-
-    return check
-
-
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        m = re.match(r"^(modelroll_operator_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
-        if m:
-            values[m.group(1)] = float(m.group(2))
-    return values
-
-
-def total(values: dict[str, float], prefix: str) -> float:
-    return sum(v for k, v in values.items() if k.startswith(prefix))
-
-
-@pytest.fixture
-def operator(run_operator, install_crds, namespace):
-    port = free_port()
-    proc = run_operator(
-        env={"MODELROLL_NAMESPACES": namespace, "MODELROLL_METRICS_PORT": str(port), "MODELROLL_RESYNC_SECONDS": "1"}
-    )
-    wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200,
-             timeout=30, message=lambda: f"operator health endpoint; log:\n{proc.log()}")
-    proc.metrics_port = port
-    return proc
 
 
 def test_example_becomes_healthy_with_children_and_columns(kubectl, namespace, operator):
@@ -116,7 +43,7 @@ def test_model_change_rolls_to_the_new_revision(kubectl, namespace, operator):
     wait_for(phase_is(kubectl, namespace, "churn", "Healthy"), timeout=60, message="first revision Healthy")
     old = status_of(kubectl, namespace, "churn")["stable"]["revision"]
 
-    apply(kubectl, namespace, manifest("churn", "v2", DIGEST_2))
+    apply(kubectl, namespace, manifest("churn", "v2"))
     seen = wait_for(lambda: (s := status_of(kubectl, namespace, "churn")).get("canary") and s, timeout=30,
                     message="the new revision shown as canary while rolling")
     assert seen["stable"]["revision"] == old and seen["canary"]["version"] == "v2"

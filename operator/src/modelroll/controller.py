@@ -22,6 +22,9 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
+# Children change in bursts (a Deployment, its ReplicaSet and each Pod report in turn); waiting
+# this long before reacting folds a burst into one reconcile and one status write.
+CHILD_DEBOUNCE_SECONDS = 0.25
 
 
 class Controller:
@@ -33,6 +36,7 @@ class Controller:
         self._queued: set[Key] = set()
         self._processing: set[Key] = set()
         self._failures: dict[Key, int] = {}
+        self._soon: set[Key] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- queue ------------------------------------------------------------------------------
@@ -42,6 +46,18 @@ class Controller:
         self._queued.add(key)
         if key not in self._processing:
             self._queue.put_nowait(key)
+
+    def enqueue_soon(self, key: Key) -> None:
+        """Queue after the debounce delay, once per burst of child events."""
+        if key in self._soon:
+            return
+        self._soon.add(key)
+
+        def fire() -> None:
+            self._soon.discard(key)
+            self.enqueue(key)
+
+        asyncio.get_running_loop().call_later(CHILD_DEBOUNCE_SECONDS, fire)
 
     def enqueue_after(self, key: Key, delay: float) -> None:
         asyncio.get_running_loop().call_later(max(delay, 0.0), self.enqueue, key)

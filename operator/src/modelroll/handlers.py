@@ -75,7 +75,9 @@ async def modeldeployment_event(event: dict[str, Any], **_: Any) -> None:
 
 async def _child(kind: str, event: dict[str, Any]) -> None:
     obj, deleted = event_object(event)
-    _queue(State.cache.put_child(kind, obj, deleted))
+    key = State.cache.put_child(kind, obj, deleted)
+    if key is not None and State.controller is not None:
+        State.controller.enqueue_soon(key)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)

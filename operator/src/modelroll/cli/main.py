@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+from .. import actions
 from .render import list_view, status_view
 
 
@@ -43,6 +44,40 @@ def cmd_status(args: argparse.Namespace) -> None:
         time.sleep(2)
 
 
+def annotate(args: argparse.Namespace, *pairs: str) -> None:
+    proc = subprocess.run(
+        ["kubectl", "annotate", "modeldeployments.modelroll.io", args.name, *_ns(args), "--overwrite", *pairs],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(proc.returncode)
+
+
+def request(action: str, done: str) -> Any:
+    """A command that asks the operator for one action, identified by a fresh token."""
+
+    def run(args: argparse.Namespace) -> None:
+        token = f"{time.time_ns():x}"
+        if action == actions.UNDO and args.to_revision:
+            token += f"/{args.to_revision}"
+        name = actions.PROMOTE_FULL if action == actions.PROMOTE and args.full else action
+        annotate(args, f"{actions.annotation(name)}={token}")
+        print(f"{args.name}: {done} (the operator acts on it at its next reconcile; see `kubectl modelroll status {args.name}`)")
+
+    return run
+
+
+def cmd_pause(args: argparse.Namespace) -> None:
+    annotate(args, f"{actions.annotation(actions.PAUSED)}=true")
+    print(f"{args.name}: paused; `kubectl modelroll resume {args.name}` continues")
+
+
+def cmd_resume(args: argparse.Namespace) -> None:
+    annotate(args, f"{actions.annotation(actions.PAUSED)}-")
+    print(f"{args.name}: resumed")
+
+
 def main(argv: list[str] | None = None) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig's)")
@@ -55,6 +90,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("name")
     p.add_argument("-w", "--watch", action="store_true")
     p.set_defaults(func=cmd_status)
+    for name, action, done, help_text in (
+        ("promote", actions.PROMOTE, "promotion requested", "advance past the current pause (--full: skip every remaining step)"),
+        ("abort", actions.ABORT, "abort requested", "stop the rollout: stable at full weight and scale, canary to zero"),
+        ("retry", actions.RETRY, "retry requested", "restart an aborted rollout from its first step, or lift an undo"),
+        ("undo", actions.UNDO, "undo requested", "return to the previous promoted revision at once"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=help_text)
+        p.add_argument("name")
+        if name == "promote":
+            p.add_argument("--full", action="store_true", help="skip every remaining step")
+        if name == "undo":
+            p.add_argument("--to-revision", help="a revision from status.history (default: the previous one)")
+        p.set_defaults(func=request(action, done))
+    for name, func, help_text in (("pause", cmd_pause, "hold the rollout at its current step"),
+                                  ("resume", cmd_resume, "continue a paused rollout")):
+        p = sub.add_parser(name, parents=[common], help=help_text)
+        p.add_argument("name")
+        p.set_defaults(func=func)
     args = parser.parse_args(argv)
     args.func(args)
 

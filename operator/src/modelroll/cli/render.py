@@ -50,6 +50,8 @@ def status_view(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()
         f"Phase:     {status.get('phase', 'Pending')}" + (f" ({status['reason']})" if status.get("reason") else ""),
         f"Message:   {status.get('message', '')}",
         f"Strategy:  {(spec.get('strategy') or {}).get('type', 'Rolling')}",
+        *([f"Step:      {min(status.get('currentStep', 0) + 1, status['stepCount'])}/{status['stepCount']}"]
+          if status.get("canary") and status.get("stepCount") else []),
         f"Weights:   stable {weights.get('stable', 100)}% / canary {weights.get('canary', 0)}%",
         f"URL:       {status.get('url', '')}",
         "",

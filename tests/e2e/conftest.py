@@ -1,0 +1,51 @@
+"""Fixtures for end-to-end tests of the operator: a running operator and the Gateway API CRDs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.operator_helpers import free_port
+from tests.helpers import get_json, wait_for
+
+GATEWAY_API_VERSION = "v1.3.0"  # standard channel; RequestMirror.percent is standard from v1.3
+
+
+@pytest.fixture(scope="session")
+def gateway_crds(kubectl) -> None:
+    """The Gateway API standard-channel CRDs, from the sigs.k8s.io/gateway-api Go module."""
+    with tempfile.TemporaryDirectory() as scratch:
+        proc = subprocess.run(
+            ["go", "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"],
+            cwd=scratch, capture_output=True, text=True, env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": ""},
+        )
+    if proc.returncode != 0:
+        pytest.fail(f"step 'download Gateway API CRDs': {proc.stdout}{proc.stderr}")
+    crds = Path(json.loads(proc.stdout)["Dir"]) / "config" / "crd" / "standard"
+    kubectl("apply", "--server-side", "-f", str(crds))
+
+    def established() -> bool:
+        crd = get_json(kubectl, "crd", "httproutes.gateway.networking.k8s.io")
+        conds = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+
+    wait_for(established, timeout=60, message="HTTPRoute CRD Established")
+
+
+@pytest.fixture
+def operator(run_operator, install_crds, gateway_crds, namespace):
+    """The operator, watching this test's namespace, with metrics on a free port."""
+    port = free_port()
+    proc = run_operator(
+        env={"MODELROLL_NAMESPACES": namespace, "MODELROLL_METRICS_PORT": str(port), "MODELROLL_RESYNC_SECONDS": "1"}
+    )
+    wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200,
+             timeout=30, message=lambda: f"operator health endpoint; log:\n{proc.log()}")
+    proc.metrics_port = port
+    return proc
