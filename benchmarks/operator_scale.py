@@ -161,19 +161,37 @@ async def run(args: argparse.Namespace, port: int, pid: int) -> list[tuple[str, 
     await namespace(client, NAMESPACES[0])
     lat = await children_latency(client, NAMESPACES[0], args.latency_samples)
     lat.sort()
-    rows.append(("apply -> children created, median", f"{statistics.median(lat):.0f} ms", "< 300 ms",
-                 "ok" if statistics.median(lat) < 300 else "MISSED"))
+    rows.append(
+        (
+            "apply -> children created, median",
+            f"{statistics.median(lat):.0f} ms",
+            "< 300 ms",
+            "ok" if statistics.median(lat) < 300 else "MISSED",
+        )
+    )
     rows.append(("apply -> children created, p90", f"{lat[int(len(lat) * 0.9) - 1]:.0f} ms", "", ""))
     for count, limit, ns in ((args.small, 30.0, NAMESPACES[1]), (args.large, 300.0, NAMESPACES[2])):
         if not count:
             continue
         await namespace(client, ns)
         took = await all_healthy(client, ns, count, limit * 2)
-        rows.append((f"{count} applied at once -> all Healthy", f"{took:.1f} s", f"< {limit:.0f} s",
-                     "ok" if took < limit else "MISSED"))
+        rows.append(
+            (
+                f"{count} applied at once -> all Healthy",
+                f"{took:.1f} s",
+                f"< {limit:.0f} s",
+                "ok" if took < limit else "MISSED",
+            )
+        )
     rss = rss_mib(pid)
-    rows.append((f"operator RSS with {args.small + args.large + args.latency_samples} objects", f"{rss:.0f} MiB",
-                 "< 250 MiB", "ok" if rss < 250 else "MISSED"))
+    rows.append(
+        (
+            f"operator RSS with {args.small + args.large + args.latency_samples} objects",
+            f"{rss:.0f} MiB",
+            "< 250 MiB",
+            "ok" if rss < 250 else "MISSED",
+        )
+    )
     # One full resync of every (unchanged, Healthy) object: count writes and reconciles.
     before = scrape(port)
     key = 'modelroll_operator_reconciles_total{outcome="unchanged"}'
@@ -184,8 +202,14 @@ async def run(args: argparse.Namespace, port: int, pid: int) -> list[tuple[str, 
     after = scrape(port)
     reconciles = after.get(key, 0) - before.get(key, 0)
     w = writes(after) - writes(before)
-    rows.append(("API writes per unchanged reconcile", f"{w / max(reconciles, 1):.3f} ({w:.0f} in {reconciles:.0f})",
-                 "0", "ok" if w == 0 else "MISSED"))
+    rows.append(
+        (
+            "API writes per unchanged reconcile",
+            f"{w / max(reconciles, 1):.3f} ({w:.0f} in {reconciles:.0f})",
+            "0",
+            "ok" if w == 0 else "MISSED",
+        )
+    )
     for ns in NAMESPACES:
         try:
             await client.delete(Namespace, ns)
@@ -205,15 +229,23 @@ def main() -> int:
         info = launcher.up()
         os.environ["KUBECONFIG"] = str(info.kubeconfig)
     subprocess.run(["kubectl", "apply", "--server-side", "-f", str(ROOT / "crds")], check=True, capture_output=True)
-    subprocess.run(["kubectl", "wait", "--for=condition=Established", "crd/modeldeployments.modelroll.io"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["kubectl", "wait", "--for=condition=Established", "crd/modeldeployments.modelroll.io"],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    env = {**os.environ, "MODELROLL_METRICS_PORT": str(port), "MODELROLL_RESYNC_SECONDS": str(args.resync_seconds),
-           "MODELROLL_NAMESPACES": ",".join(NAMESPACES)}
+    env = {
+        **os.environ,
+        "MODELROLL_METRICS_PORT": str(port),
+        "MODELROLL_RESYNC_SECONDS": str(args.resync_seconds),
+        "MODELROLL_NAMESPACES": ",".join(NAMESPACES),
+    }
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
     log = open(ROOT / "benchmarks" / "results" / "operator_scale.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "modelroll-operator")], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "modelroll-operator")], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         for _ in range(300):
             try:

@@ -32,8 +32,11 @@ def manifest(name: str, version: str = "v1", replicas: int = 2, **spec: Any) -> 
         "kind": "ModelDeployment",
         "metadata": {"name": name},
         "spec": {
-            "model": {"uri": f"https://models.example/{name}/{version}.joblib", "digest": DIGESTS[version],
-                      "version": version},
+            "model": {
+                "uri": f"https://models.example/{name}/{version}.joblib",
+                "digest": DIGESTS[version],
+                "version": version,
+            },
             "replicas": replicas,
             **spec,
         },
@@ -73,8 +76,9 @@ def stable_version_is(kubectl, namespace, name, version):
 def plugin(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the kubectl plugin the way `kubectl modelroll …` would."""
     exe = Path(sys.executable).parent / "kubectl-modelroll"
-    proc = subprocess.run([str(exe), *args], capture_output=True, text=True,
-                          env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+    proc = subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env={**os.environ, "KUBECONFIG": str(kubeconfig)}
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 

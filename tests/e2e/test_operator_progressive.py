@@ -39,37 +39,60 @@ def start_v2(kubectl, namespace, name, strategy=CANARY, replicas=4, **extra):
 def test_canary_through_timed_and_manual_pauses_with_promote(kubectl, kubeconfig, namespace, operator):
     start_v2(kubectl, namespace, "fraud")
     # step 1 (setWeight 20): 1 canary Pod next to 4 stable ones -> 20 % of the ready endpoints
-    status = wait_for(phase_is(kubectl, namespace, "fraud", "Progressing", currentStep=1), timeout=60,
-                      message=describe(kubectl, namespace, "fraud", operator))
+    status = wait_for(
+        phase_is(kubectl, namespace, "fraud", "Progressing", currentStep=1),
+        timeout=60,
+        message=describe(kubectl, namespace, "fraud", operator),
+    )
     assert status["stable"]["version"] == "v1" and status["canary"]["version"] == "v2"
-    wait_for(lambda: ready_endpoints_by_track(kubectl, namespace, "fraud") == {"stable": 4, "canary": 1}, timeout=60,
-             message=lambda: f"endpoints 4+1: {ready_endpoints_by_track(kubectl, namespace, 'fraud')}")
+    wait_for(
+        lambda: ready_endpoints_by_track(kubectl, namespace, "fraud") == {"stable": 4, "canary": 1},
+        timeout=60,
+        message=lambda: f"endpoints 4+1: {ready_endpoints_by_track(kubectl, namespace, 'fraud')}",
+    )
     assert status["weights"] == {"stable": 80, "canary": 20}
 
     # the 4 s pause passes by itself; setWeight 50 brings 4 canary Pods; then the manual pause
-    status = wait_for(phase_is(kubectl, namespace, "fraud", "Paused", currentStep=3), timeout=90,
-                      message=describe(kubectl, namespace, "fraud", operator))
+    status = wait_for(
+        phase_is(kubectl, namespace, "fraud", "Paused", currentStep=3),
+        timeout=90,
+        message=describe(kubectl, namespace, "fraud", operator),
+    )
     assert status["weights"] == {"stable": 50, "canary": 50}
-    wait_for(lambda: ready_endpoints_by_track(kubectl, namespace, "fraud") == {"stable": 4, "canary": 4}, timeout=60,
-             message=lambda: f"endpoints 4+4: {ready_endpoints_by_track(kubectl, namespace, 'fraud')}")
+    wait_for(
+        lambda: ready_endpoints_by_track(kubectl, namespace, "fraud") == {"stable": 4, "canary": 4},
+        timeout=60,
+        message=lambda: f"endpoints 4+4: {ready_endpoints_by_track(kubectl, namespace, 'fraud')}",
+    )
     shown = plugin(kubeconfig, "status", "fraud", "-n", namespace).stdout
     assert "Paused" in shown and "Step:      4/4" in shown and "v2" in shown
 
     plugin(kubeconfig, "promote", "fraud", "-n", namespace)
-    status = wait_for(stable_version_is(kubectl, namespace, "fraud", "v2"), timeout=60,
-                      message=describe(kubectl, namespace, "fraud", operator))
+    status = wait_for(
+        stable_version_is(kubectl, namespace, "fraud", "v2"),
+        timeout=60,
+        message=describe(kubectl, namespace, "fraud", operator),
+    )
     assert status["weights"] == {"stable": 100, "canary": 0} and "canary" not in status
     assert [h["version"] for h in status["history"]] == ["v2", "v1"]
-    wait_for(lambda: not get_json(kubectl, "deployments", "-n", namespace, "-l", "modelroll.io/track=canary")["items"],
-             timeout=60, message="canary track gone")
-    wait_for(lambda: ready_endpoints_by_track(kubectl, namespace, "fraud") == {"stable": 4}, timeout=60,
-             message=lambda: f"only stable endpoints: {ready_endpoints_by_track(kubectl, namespace, 'fraud')}")
+    wait_for(
+        lambda: not get_json(kubectl, "deployments", "-n", namespace, "-l", "modelroll.io/track=canary")["items"],
+        timeout=60,
+        message="canary track gone",
+    )
+    wait_for(
+        lambda: ready_endpoints_by_track(kubectl, namespace, "fraud") == {"stable": 4},
+        timeout=60,
+        message=lambda: f"only stable endpoints: {ready_endpoints_by_track(kubectl, namespace, 'fraud')}",
+    )
     reasons = [e["reason"] for e in events_of(kubectl, namespace, "fraud")]
     assert reasons.count("RolloutStarted") == 1 and "Promoted" in reasons
 
 
-GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "public", "namespace": "gateways"}],
-                          "hostnames": ["fraud.example.com"]}, "shadow": {"percent": 30}}
+GATEWAY = {
+    "gatewayAPI": {"parentRefs": [{"name": "public", "namespace": "gateways"}], "hostnames": ["fraud.example.com"]},
+    "shadow": {"percent": 30},
+}
 
 
 def route_rule(kubectl, namespace, name):
@@ -78,8 +101,11 @@ def route_rule(kubectl, namespace, name):
 
 def test_gateway_api_route_weights_and_shadow(kubectl, kubeconfig, namespace, operator):
     start_v2(kubectl, namespace, "gw", trafficRouting=GATEWAY)
-    wait_for(phase_is(kubectl, namespace, "gw", "Paused", currentStep=3), timeout=90,
-             message=describe(kubectl, namespace, "gw", operator))
+    wait_for(
+        phase_is(kubectl, namespace, "gw", "Paused", currentStep=3),
+        timeout=90,
+        message=describe(kubectl, namespace, "gw", operator),
+    )
     route = get_json(kubectl, "httproute", "gw", "-n", namespace)
     assert route["spec"]["parentRefs"][0]["name"] == "public" and route["spec"]["hostnames"] == ["fraud.example.com"]
     assert route["metadata"]["ownerReferences"][0]["name"] == "gw"
@@ -90,43 +116,64 @@ def test_gateway_api_route_weights_and_shadow(kubectl, kubeconfig, namespace, op
 
     plugin(kubeconfig, "promote", "gw", "-n", namespace)
     wait_for(stable_version_is(kubectl, namespace, "gw", "v2"), timeout=60, message=describe(kubectl, namespace, "gw"))
-    rule = wait_for(lambda: (r := route_rule(kubectl, namespace, "gw")) and "filters" not in r and r, timeout=60,
-                    message="mirror removed after promotion")
+    rule = wait_for(
+        lambda: (r := route_rule(kubectl, namespace, "gw")) and "filters" not in r and r,
+        timeout=60,
+        message="mirror removed after promotion",
+    )
     assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("gw-stable", 100), ("gw-canary", 0)]
 
 
 def test_blue_green_preview_promote_and_delayed_scale_down(kubectl, kubeconfig, namespace, operator):
     strategy = {"type": "BlueGreen", "blueGreen": {"scaleDownDelaySeconds": 6}}
     start_v2(kubectl, namespace, "bg", strategy=strategy, replicas=2)
-    status = wait_for(phase_is(kubectl, namespace, "bg", "Paused"), timeout=90,
-                      message=describe(kubectl, namespace, "bg", operator))
+    status = wait_for(
+        phase_is(kubectl, namespace, "bg", "Paused"), timeout=90, message=describe(kubectl, namespace, "bg", operator)
+    )
     assert status["canary"]["readyReplicas"] == 2
-    wait_for(lambda: ready_endpoints_by_track(kubectl, namespace, "bg-preview") == {"canary": 2}, timeout=60,
-             message="preview endpoints")
+    wait_for(
+        lambda: ready_endpoints_by_track(kubectl, namespace, "bg-preview") == {"canary": 2},
+        timeout=60,
+        message="preview endpoints",
+    )
     assert ready_endpoints_by_track(kubectl, namespace, "bg") == {"stable": 2}
 
     plugin(kubeconfig, "promote", "bg", "-n", namespace)
-    wait_for(lambda: ready_endpoints_by_track(kubectl, namespace, "bg") == {"canary": 2}, timeout=60,
-             message=lambda: f"switched endpoints: {ready_endpoints_by_track(kubectl, namespace, 'bg')}")
+    wait_for(
+        lambda: ready_endpoints_by_track(kubectl, namespace, "bg") == {"canary": 2},
+        timeout=60,
+        message=lambda: f"switched endpoints: {ready_endpoints_by_track(kubectl, namespace, 'bg')}",
+    )
     status = status_of(kubectl, namespace, "bg")
     assert status["blueGreen"]["stage"] == "Switched" and status["weights"] == {"stable": 0, "canary": 100}
     stable = get_json(kubectl, "deployment", "bg-stable", "-n", namespace)
     assert stable["spec"]["replicas"] == 2 and stable["status"].get("readyReplicas") == 2  # old track kept warm
 
-    wait_for(stable_version_is(kubectl, namespace, "bg", "v2"), timeout=60,
-             message=describe(kubectl, namespace, "bg", operator))
-    wait_for(lambda: ready_endpoints_by_track(kubectl, namespace, "bg") == {"stable": 2}, timeout=60,
-             message="back on the stable track at v2")
+    wait_for(
+        stable_version_is(kubectl, namespace, "bg", "v2"),
+        timeout=60,
+        message=describe(kubectl, namespace, "bg", operator),
+    )
+    wait_for(
+        lambda: ready_endpoints_by_track(kubectl, namespace, "bg") == {"stable": 2},
+        timeout=60,
+        message="back on the stable track at v2",
+    )
 
 
 def test_abort_leaves_stable_at_full_weight_and_scale(kubectl, kubeconfig, namespace, operator):
     start_v2(kubectl, namespace, "ab")
     wait_for(phase_is(kubectl, namespace, "ab", "Progressing", currentStep=1), timeout=60, message="step 1")
     plugin(kubeconfig, "abort", "ab", "-n", namespace)
-    status = wait_for(phase_is(kubectl, namespace, "ab", "Degraded"), timeout=60, message=describe(kubectl, namespace, "ab"))
+    status = wait_for(
+        phase_is(kubectl, namespace, "ab", "Degraded"), timeout=60, message=describe(kubectl, namespace, "ab")
+    )
     assert status["reason"] == "Aborted" and status["weights"] == {"stable": 100, "canary": 0}
-    wait_for(lambda: ready_endpoints_by_track(kubectl, namespace, "ab") == {"stable": 4}, timeout=60,
-             message="only stable endpoints after abort")
+    wait_for(
+        lambda: ready_endpoints_by_track(kubectl, namespace, "ab") == {"stable": 4},
+        timeout=60,
+        message="only stable endpoints after abort",
+    )
     assert get_json(kubectl, "deployment", "ab-canary", "-n", namespace)["spec"]["replicas"] == 0
     assert get_json(kubectl, "deployment", "ab-stable", "-n", namespace)["spec"]["replicas"] == 4
 
@@ -139,12 +186,15 @@ def test_canary_pods_never_ready_abort_after_the_deadline(kubectl, namespace, op
     wait_for(stable_version_is(kubectl, namespace, "dl", "v1"), timeout=60, message="v1")
     broken = {"podLabels": {"modelroll.test/crashloop": "true"}}
     apply(kubectl, namespace, manifest("dl", "v2", 2, strategy=CANARY, progressDeadlineSeconds=6, server=broken))
-    status = wait_for(phase_is(kubectl, namespace, "dl", "Degraded"), timeout=60,
-                      message=describe(kubectl, namespace, "dl", operator))
+    status = wait_for(
+        phase_is(kubectl, namespace, "dl", "Degraded"), timeout=60, message=describe(kubectl, namespace, "dl", operator)
+    )
     assert status["reason"] == "ModelLoadFailed" and "not Ready within 6s" in status["message"]
     assert "crash-looping" in status["message"]
     assert status["stable"]["readyReplicas"] == 2 and status["weights"]["canary"] == 0
-    wait_for(lambda: ready_endpoints_by_track(kubectl, namespace, "dl") == {"stable": 2}, timeout=60, message="stable only")
+    wait_for(
+        lambda: ready_endpoints_by_track(kubectl, namespace, "dl") == {"stable": 2}, timeout=60, message="stable only"
+    )
 
 
 def test_undo_returns_to_the_previous_model(kubectl, kubeconfig, namespace, operator):
@@ -152,34 +202,58 @@ def test_undo_returns_to_the_previous_model(kubectl, kubeconfig, namespace, oper
     plugin(kubeconfig, "promote", "un", "--full", "-n", namespace)
     wait_for(stable_version_is(kubectl, namespace, "un", "v2"), timeout=60, message="v2 promoted")
     plugin(kubeconfig, "undo", "un", "-n", namespace)
-    status = wait_for(stable_version_is(kubectl, namespace, "un", "v1"), timeout=60,
-                      message=describe(kubectl, namespace, "un", operator))
+    status = wait_for(
+        stable_version_is(kubectl, namespace, "un", "v1"),
+        timeout=60,
+        message=describe(kubectl, namespace, "un", operator),
+    )
     assert status["pinned"]["version"] == "v1" and "spec asks for v2" in status["message"]
     pods = get_json(kubectl, "pods", "-n", namespace, "-l", "modelroll.io/name=un")["items"]
-    live = {p["metadata"]["labels"]["modelroll.io/revision"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+    live = {
+        p["metadata"]["labels"]["modelroll.io/revision"] for p in pods if not p["metadata"].get("deletionTimestamp")
+    }
     assert live == {status["stable"]["revision"]}
 
 
-def test_operator_killed_mid_canary_resumes_to_the_same_end_state(kubectl, kubeconfig, namespace, run_operator, operator):
+def test_operator_killed_mid_canary_resumes_to_the_same_end_state(
+    kubectl, kubeconfig, namespace, run_operator, operator
+):
     """SIGKILL the operator at several steps; each restart resumes where it was."""
-    steps = [{"setWeight": 20}, {"pause": {"duration": "3s"}}, {"setWeight": 40}, {"pause": {"duration": "3s"}},
-             {"setWeight": 50}, {"pause": {}}]
+    steps = [
+        {"setWeight": 20},
+        {"pause": {"duration": "3s"}},
+        {"setWeight": 40},
+        {"pause": {"duration": "3s"}},
+        {"setWeight": 50},
+        {"pause": {}},
+    ]
     strategy = {"type": "Canary", "canary": {"steps": steps}}
     start_v2(kubectl, namespace, "crash", strategy=strategy)
     current = operator
     for step in (1, 3, 5):
-        wait_for(lambda s=step: status_of(kubectl, namespace, "crash").get("currentStep", -1) >= s, timeout=90,
-                 message=describe(kubectl, namespace, "crash", current))
+        wait_for(
+            lambda s=step: status_of(kubectl, namespace, "crash").get("currentStep", -1) >= s,
+            timeout=90,
+            message=describe(kubectl, namespace, "crash", current),
+        )
         current.kill()
         status = status_of(kubectl, namespace, "crash")
-        current = run_operator(env={"MODELROLL_NAMESPACES": namespace, "MODELROLL_METRICS_PORT": "0",
-                                    "MODELROLL_RESYNC_SECONDS": "1"}, log_name=f"restart-{step}")
+        current = run_operator(
+            env={"MODELROLL_NAMESPACES": namespace, "MODELROLL_METRICS_PORT": "0", "MODELROLL_RESYNC_SECONDS": "1"},
+            log_name=f"restart-{step}",
+        )
         assert status["currentStep"] >= step
-    wait_for(phase_is(kubectl, namespace, "crash", "Paused", currentStep=5), timeout=90,
-             message=describe(kubectl, namespace, "crash", current))
+    wait_for(
+        phase_is(kubectl, namespace, "crash", "Paused", currentStep=5),
+        timeout=90,
+        message=describe(kubectl, namespace, "crash", current),
+    )
     plugin(kubeconfig, "promote", "crash", "-n", namespace)
-    status = wait_for(stable_version_is(kubectl, namespace, "crash", "v2"), timeout=60,
-                      message=describe(kubectl, namespace, "crash", current))
+    status = wait_for(
+        stable_version_is(kubectl, namespace, "crash", "v2"),
+        timeout=60,
+        message=describe(kubectl, namespace, "crash", current),
+    )
     assert [h["version"] for h in status["history"]] == ["v2", "v1"] and status["weights"]["canary"] == 0
     reasons = [e["reason"] for e in events_of(kubectl, namespace, "crash")]
     assert reasons.count("RolloutStarted") == 1, reasons

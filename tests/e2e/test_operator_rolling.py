@@ -14,8 +14,11 @@ pytestmark = pytest.mark.e2e
 
 def test_example_becomes_healthy_with_children_and_columns(kubectl, namespace, operator):
     apply(kubectl, namespace, (ROOT / "examples/fraud-rolling.yaml").read_text())
-    dep = wait_for(lambda: get_json(kubectl, "deployment", "fraud-stable", "-n", namespace), timeout=30,
-                   message="Deployment fraud-stable")
+    dep = wait_for(
+        lambda: get_json(kubectl, "deployment", "fraud-stable", "-n", namespace),
+        timeout=30,
+        message="Deployment fraud-stable",
+    )
     for svc in ("fraud", "fraud-stable"):
         get_json(kubectl, "service", svc, "-n", namespace)
     owner = dep["metadata"]["ownerReferences"][0]
@@ -24,8 +27,11 @@ def test_example_becomes_healthy_with_children_and_columns(kubectl, namespace, o
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
 
-    status = wait_for(phase_is(kubectl, namespace, "fraud", "Healthy"), timeout=60,
-                      message=lambda: f"Healthy; status {status_of(kubectl, namespace, 'fraud')}\n{operator.log()[-3000:]}")
+    status = wait_for(
+        phase_is(kubectl, namespace, "fraud", "Healthy"),
+        timeout=60,
+        message=lambda: f"Healthy; status {status_of(kubectl, namespace, 'fraud')}\n{operator.log()[-3000:]}",
+    )
     assert status["ready"] == "2/2" and status["stable"]["version"] == "v7"
     assert status["observedGeneration"] == mdep(kubectl, namespace, "fraud")["metadata"]["generation"]
     conds = {c["type"]: c["status"] for c in status["conditions"]}
@@ -44,13 +50,20 @@ def test_model_change_rolls_to_the_new_revision(kubectl, namespace, operator):
     old = status_of(kubectl, namespace, "churn")["stable"]["revision"]
 
     apply(kubectl, namespace, manifest("churn", "v2"))
-    seen = wait_for(lambda: (s := status_of(kubectl, namespace, "churn")).get("canary") and s, timeout=30,
-                    message="the new revision shown as canary while rolling")
+    seen = wait_for(
+        lambda: (s := status_of(kubectl, namespace, "churn")).get("canary") and s,
+        timeout=30,
+        message="the new revision shown as canary while rolling",
+    )
     assert seen["stable"]["revision"] == old and seen["canary"]["version"] == "v2"
     status = wait_for(
-        lambda: (s := status_of(kubectl, namespace, "churn")).get("phase") == "Healthy"
-        and s["stable"]["version"] == "v2" and s,
-        timeout=90, message=lambda: f"v2 Healthy; status {status_of(kubectl, namespace, 'churn')}",
+        lambda: (
+            (s := status_of(kubectl, namespace, "churn")).get("phase") == "Healthy"
+            and s["stable"]["version"] == "v2"
+            and s
+        ),
+        timeout=90,
+        message=lambda: f"v2 Healthy; status {status_of(kubectl, namespace, 'churn')}",
     )
     assert "canary" not in status and status["stable"]["revision"] != old
     assert [h["version"] for h in status["history"]] == ["v2", "v1"]
@@ -63,11 +76,16 @@ def test_pods_that_never_become_ready_degrade_after_the_deadline(kubectl, namesp
     spec = {"progressDeadlineSeconds": 5, "server": {"podLabels": {"modelroll.test/crashloop": "true"}}}
     apply(kubectl, namespace, manifest("stuck", **spec))
     wait_for(phase_is(kubectl, namespace, "stuck", "Progressing"), timeout=30, message="Progressing first")
-    status = wait_for(phase_is(kubectl, namespace, "stuck", "Degraded"), timeout=90,
-                      message=lambda: f"Degraded; status {status_of(kubectl, namespace, 'stuck')}")
+    status = wait_for(
+        phase_is(kubectl, namespace, "stuck", "Degraded"),
+        timeout=90,
+        message=lambda: f"Degraded; status {status_of(kubectl, namespace, 'stuck')}",
+    )
     assert status["reason"] == "ModelLoadFailed"
     assert "not Ready within 5s" in status["message"] and "crash-looping" in status["message"]
-    warnings = get_json(kubectl, "events", "-n", namespace, "--field-selector", "involvedObject.name=stuck,type=Warning")
+    warnings = get_json(
+        kubectl, "events", "-n", namespace, "--field-selector", "involvedObject.name=stuck,type=Warning"
+    )
     assert any(e["reason"] == "ModelLoadFailed" for e in warnings["items"])
 
 
@@ -75,12 +93,22 @@ def test_kubectl_scale_changes_the_replicas(kubectl, namespace, operator):
     apply(kubectl, namespace, manifest("scaled"))
     wait_for(phase_is(kubectl, namespace, "scaled", "Healthy"), timeout=60, message="Healthy")
     kubectl("scale", "mdep", "scaled", "-n", namespace, "--replicas=4")
-    wait_for(lambda: get_json(kubectl, "deployment", "scaled-stable", "-n", namespace)["spec"]["replicas"] == 4,
-             timeout=30, message="Deployment scaled to 4")
-    status = wait_for(lambda: (s := status_of(kubectl, namespace, "scaled")).get("ready") == "4/4" and s,
-                      timeout=60, message="4/4 ready")
+    wait_for(
+        lambda: get_json(kubectl, "deployment", "scaled-stable", "-n", namespace)["spec"]["replicas"] == 4,
+        timeout=30,
+        message="Deployment scaled to 4",
+    )
+    status = wait_for(
+        lambda: (s := status_of(kubectl, namespace, "scaled")).get("ready") == "4/4" and s,
+        timeout=60,
+        message="4/4 ready",
+    )
     assert status["replicas"] == 4 and status["phase"] == "Healthy"
-    scale = json.loads(kubectl("get", "--raw", f"/apis/modelroll.io/v1alpha1/namespaces/{namespace}/modeldeployments/scaled/scale").stdout)
+    scale = json.loads(
+        kubectl(
+            "get", "--raw", f"/apis/modelroll.io/v1alpha1/namespaces/{namespace}/modeldeployments/scaled/scale"
+        ).stdout
+    )
     assert scale["status"]["replicas"] == 4 and "modelroll.io/name=scaled" in scale["status"]["selector"]
 
 
@@ -96,9 +124,12 @@ def test_healthy_resync_writes_nothing(kubectl, namespace, operator):
     # Let any in-flight writes of the rollout land, then measure over several resyncs.
     wait_for(lambda: (v := versions()) == versions() and v, timeout=10, message="stable resourceVersions")
     before_rv, before = versions(), scrape(operator.metrics_port)
-    unchanged = "modelroll_operator_reconciles_total{outcome=\"unchanged\"}"
-    wait_for(lambda: scrape(operator.metrics_port).get(unchanged, 0) >= before.get(unchanged, 0) + 3,
-             timeout=30, message="three more resyncs")
+    unchanged = 'modelroll_operator_reconciles_total{outcome="unchanged"}'
+    wait_for(
+        lambda: scrape(operator.metrics_port).get(unchanged, 0) >= before.get(unchanged, 0) + 3,
+        timeout=30,
+        message="three more resyncs",
+    )
     after = scrape(operator.metrics_port)
     assert total(after, "modelroll_operator_api_writes_total") == total(before, "modelroll_operator_api_writes_total")
     assert versions() == before_rv
@@ -109,6 +140,9 @@ def test_delete_removes_every_child(kubectl, namespace, operator):
     wait_for(lambda: get_json(kubectl, "deployment", "gone-stable", "-n", namespace), timeout=30, message="children")
     kubectl("delete", "mdep", "gone", "-n", namespace, "--wait=true")
     wait_for(
-        lambda: not get_json(kubectl, "deployments,services,pods", "-n", namespace, "-l", "modelroll.io/name=gone")["items"],
-        timeout=60, message="children garbage-collected",
+        lambda: (
+            not get_json(kubectl, "deployments,services,pods", "-n", namespace, "-l", "modelroll.io/name=gone")["items"]
+        ),
+        timeout=60,
+        message="children garbage-collected",
     )

@@ -39,18 +39,36 @@ class Cluster:
             labels = dep["spec"]["template"]["metadata"]["labels"]
             n = dep["spec"]["replicas"]
             ready = 0 if labels[LABEL_REVISION] in self.unready else n
-            deps[name] = {**dep, "metadata": {**dep["metadata"], "generation": 1},
-                          "status": {"observedGeneration": 1, "replicas": n, "updatedReplicas": n,
-                                     "readyReplicas": ready, "availableReplicas": ready}}
+            deps[name] = {
+                **dep,
+                "metadata": {**dep["metadata"], "generation": 1},
+                "status": {
+                    "observedGeneration": 1,
+                    "replicas": n,
+                    "updatedReplicas": n,
+                    "readyReplicas": ready,
+                    "availableReplicas": ready,
+                },
+            }
             for i in range(n):
-                pods.append({"metadata": {"name": f"{name}-{i}", "labels": dict(labels)},
-                             "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}})
-        return Observed(deployments=deps, services=dict(self.svcs), routes=dict(self.routes),
-                        autoscalers=dict(self.hpas), pods=pods)
+                pods.append(
+                    {
+                        "metadata": {"name": f"{name}-{i}", "labels": dict(labels)},
+                        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+                    }
+                )
+        return Observed(
+            deployments=deps, services=dict(self.svcs), routes=dict(self.routes), autoscalers=dict(self.hpas), pods=pods
+        )
 
     def reconcile(self, now: datetime) -> Plan:
-        subject = Subject(owner=OWNER, generation=self.generation, spec=copy.deepcopy(self.spec),
-                          status=copy.deepcopy(self.status), annotations=dict(self.annotations))
+        subject = Subject(
+            owner=OWNER,
+            generation=self.generation,
+            spec=copy.deepcopy(self.spec),
+            status=copy.deepcopy(self.status),
+            annotations=dict(self.annotations),
+        )
         result = plan(subject, self.observed(), now, IMAGE)
         for obj in result.apply:
             getattr(self, KINDS[obj["kind"]])[obj["metadata"]["name"]] = copy.deepcopy(obj)

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from modelroll.traffic import gateway_api, replicas
+
 from tests.unit.sim import Cluster, track_of
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -35,7 +35,18 @@ def healthy_v1(strategy=None, **extra):
 
 @pytest.mark.parametrize(
     ("weight", "stable", "want"),
-    [(0, 4, 0), (10, 4, 1), (20, 4, 1), (25, 4, 2), (40, 3, 2), (50, 4, 4), (90, 4, 4), (100, 4, 4), (10, 20, 3), (5, 0, 1)],
+    [
+        (0, 4, 0),
+        (10, 4, 1),
+        (20, 4, 1),
+        (25, 4, 2),
+        (40, 3, 2),
+        (50, 4, 4),
+        (90, 4, 4),
+        (100, 4, 4),
+        (10, 20, 3),
+        (5, 0, 1),
+    ],
 )
 def test_replica_ratio_canary_replicas(weight, stable, want):
     assert replicas.canary_replicas(weight, stable) == want
@@ -205,8 +216,10 @@ def test_blue_green_auto_promotion():
     assert cluster.status["phase"] == "Healthy" and cluster.status["stable"]["version"] == "v2"
 
 
-GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "public", "namespace": "gw"}], "hostnames": ["fraud.example.com"]},
-           "shadow": {"percent": 25}}
+GATEWAY = {
+    "gatewayAPI": {"parentRefs": [{"name": "public", "namespace": "gw"}], "hostnames": ["fraud.example.com"]},
+    "shadow": {"percent": 25},
+}
 
 
 def test_gateway_route_weights_and_shadow():

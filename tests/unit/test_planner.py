@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 
 import pytest
-
 from modelroll.children import HASH_ANNOTATION, Owner
 from modelroll.observed import Observed
 from modelroll.planner import ChildRef, Subject, plan
@@ -18,7 +17,11 @@ DIGEST_B = "sha256:" + "b" * 64
 
 
 def raw_spec(version="v1", digest=DIGEST_A, **extra):
-    return {"model": {"uri": f"s3://models/fraud/{version}.joblib", "digest": digest, "version": version}, "replicas": 2, **extra}
+    return {
+        "model": {"uri": f"s3://models/fraud/{version}.joblib", "digest": digest, "version": version},
+        "replicas": 2,
+        **extra,
+    }
 
 
 def subject(spec, status=None, generation=1):
@@ -73,7 +76,12 @@ def test_new_object_creates_deployment_and_services():
 
 
 def test_pod_template_is_restricted_and_verifies_the_digest():
-    result = plan(subject(raw_spec(server={"resources": {"requests": {"cpu": "500m"}}, "nodeSelector": {"pool": "ml"}})), Observed(), NOW, IMAGE)
+    result = plan(
+        subject(raw_spec(server={"resources": {"requests": {"cpu": "500m"}}, "nodeSelector": {"pool": "ml"}})),
+        Observed(),
+        NOW,
+        IMAGE,
+    )
     dep = next(o for o in result.apply if o["kind"] == "Deployment")
     pod_spec = dep["spec"]["template"]["spec"]
     fetch, server = pod_spec["initContainers"][0], pod_spec["containers"][0]
@@ -97,10 +105,27 @@ def test_ready_deployment_is_healthy_and_recorded_in_history():
     assert result.apply == () and result.delete == ()
     status = result.status
     assert status["phase"] == "Healthy" and status["ready"] == "2/2"
-    assert status["stable"] == {"revision": rev, "version": "v1", "digest": DIGEST_A, "uri": "s3://models/fraud/v1.joblib",
-                                "format": "joblib", "method": "predict", "replicas": 2, "readyReplicas": 2}
-    assert status["history"] == [{"revision": rev, "version": "v1", "digest": DIGEST_A, "uri": "s3://models/fraud/v1.joblib",
-                                  "format": "joblib", "method": "predict", "promotedAt": "2026-11-22T12:05:00Z"}]
+    assert status["stable"] == {
+        "revision": rev,
+        "version": "v1",
+        "digest": DIGEST_A,
+        "uri": "s3://models/fraud/v1.joblib",
+        "format": "joblib",
+        "method": "predict",
+        "replicas": 2,
+        "readyReplicas": 2,
+    }
+    assert status["history"] == [
+        {
+            "revision": rev,
+            "version": "v1",
+            "digest": DIGEST_A,
+            "uri": "s3://models/fraud/v1.joblib",
+            "format": "joblib",
+            "method": "predict",
+            "promotedAt": "2026-11-22T12:05:00Z",
+        }
+    ]
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Ready"]["status"] == "True" and conds["ModelVerified"]["status"] == "True"
     assert conds["Degraded"]["status"] == "False"
@@ -126,10 +151,23 @@ def test_model_change_rolls_and_keeps_the_old_revision_stable_until_done():
     assert change.status["phase"] == "Progressing"
     assert change.status["stable"]["revision"] == old and change.status["canary"]["revision"] == new
 
-    mid = cluster_after(change, 2, [pod("p1", old), pod("p2", old), pod("p3", new)], replicas=3, readyReplicas=3, updatedReplicas=1, availableReplicas=3)
+    mid = cluster_after(
+        change,
+        2,
+        [pod("p1", old), pod("p2", old), pod("p3", new)],
+        replicas=3,
+        readyReplicas=3,
+        updatedReplicas=1,
+        availableReplicas=3,
+    )
     status = plan(subject(raw_spec("v2", DIGEST_B), change.status, 2), mid, LATER, IMAGE).status
     assert {k: status["canary"][k] for k in ("revision", "version", "digest", "replicas", "readyReplicas")} == {
-        "revision": new, "version": "v2", "digest": DIGEST_B, "replicas": 1, "readyReplicas": 1}
+        "revision": new,
+        "version": "v2",
+        "digest": DIGEST_B,
+        "replicas": 1,
+        "readyReplicas": 1,
+    }
     assert status["weights"] == {"stable": 67, "canary": 33}
     assert "1/2 updated" in status["message"] and "v1 keeps serving" in status["message"]
 
@@ -144,11 +182,24 @@ def test_deadline_exceeded_is_degraded_with_the_pod_reason():
     first = plan(subject(raw_spec()), Observed(), NOW, IMAGE)
     rev = revision(first)
     broken = pod(
-        "p1", rev, ready=False,
-        initContainerStatuses=[{"name": "fetch-model", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                                "lastState": {"terminated": {"exitCode": 1, "message": "digest mismatch: expected sha256:aaaa, got sha256:ffff"}}}],
+        "p1",
+        rev,
+        ready=False,
+        initContainerStatuses=[
+            {
+                "name": "fetch-model",
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {
+                    "terminated": {"exitCode": 1, "message": "digest mismatch: expected sha256:aaaa, got sha256:ffff"}
+                },
+            }
+        ],
     )
-    exceeded = {"replicas": 2, "updatedReplicas": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}
+    exceeded = {
+        "replicas": 2,
+        "updatedReplicas": 2,
+        "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}],
+    }
     result = plan(subject(raw_spec(), first.status), cluster_after(first, 0, [broken], **exceeded), LATER, IMAGE)
     status = result.status
     assert status["phase"] == "Degraded" and status["reason"] == "IntegrityMismatch"
@@ -161,9 +212,22 @@ def test_deadline_exceeded_is_degraded_with_the_pod_reason():
 @pytest.mark.parametrize(
     ("container_status", "reason"),
     [
-        ({"name": "server", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}, "ImagePullFailed"),
-        ({"name": "server", "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1, "message": "cannot unpickle model"}}}, "ModelLoadFailed"),
-        ({"name": "fetch-model", "state": {"terminated": {"exitCode": 1, "message": "GET http://x: 404"}}}, "FetchFailed"),
+        (
+            {"name": "server", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}},
+            "ImagePullFailed",
+        ),
+        (
+            {
+                "name": "server",
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "message": "cannot unpickle model"}},
+            },
+            "ModelLoadFailed",
+        ),
+        (
+            {"name": "fetch-model", "state": {"terminated": {"exitCode": 1, "message": "GET http://x: 404"}}},
+            "FetchFailed",
+        ),
     ],
 )
 def test_failure_reasons(container_status, reason):
@@ -194,7 +258,11 @@ def test_scaled_to_zero_is_healthy():
 def test_autoscaling_adds_an_hpa_on_the_scale_subresource():
     spec = raw_spec(autoscaling={"minReplicas": 2, "maxReplicas": 6})
     hpa = next(o for o in plan(subject(spec), Observed(), NOW, IMAGE).apply if o["kind"] == "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "modelroll.io/v1alpha1", "kind": "ModelDeployment", "name": "fraud"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "modelroll.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "name": "fraud",
+    }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
 
 

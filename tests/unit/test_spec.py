@@ -1,7 +1,6 @@
 """spec.parse_spec: defaults and errors that name the field."""
 
 import pytest
-
 from modelroll.spec import SpecError, parse_spec
 
 DIGEST = "sha256:" + "ab" * 32
@@ -56,18 +55,26 @@ CANARY = {"type": "Canary", "canary": {"steps": [{"setWeight": 10}]}}
         (spec(replicas="3"), "spec.replicas"),
         (spec(strategy={"type": "Rolling", "canary": {"steps": []}}), "spec.strategy.canary"),
         (spec(strategy={"type": "Canary"}), "spec.strategy.canary.steps"),
-        (spec(strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 150}]}}), "spec.strategy.canary.steps[0].setWeight"),
+        (
+            spec(strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 150}]}}),
+            "spec.strategy.canary.steps[0].setWeight",
+        ),
         (
             spec(strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"setWeight": 20}]}}),
             "spec.strategy.canary.steps[1].setWeight",
         ),
-        (spec(strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 5, "pause": {}}]}}), "spec.strategy.canary.steps[0]"),
+        (
+            spec(strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 5, "pause": {}}]}}),
+            "spec.strategy.canary.steps[0]",
+        ),
         (
             spec(strategy={"type": "Canary", "canary": {"steps": [{"pause": {"duration": "soon"}}]}}),
             "spec.strategy.canary.steps[0].pause.duration",
         ),
         (
-            spec(strategy={**CANARY, "canary": {**CANARY["canary"], "analysis": {"gates": [{"builtin": "errorRate"}]}}}),
+            spec(
+                strategy={**CANARY, "canary": {**CANARY["canary"], "analysis": {"gates": [{"builtin": "errorRate"}]}}}
+            ),
             "spec.strategy.canary.analysis.gates[0].max",
         ),
         (spec(autoscaling={"minReplicas": 5, "maxReplicas": 2}), "spec.autoscaling.minReplicas"),

@@ -189,7 +189,11 @@ def _req_str(raw: Mapping[str, Any], key: str, path: str) -> str:
 
 
 def _int(
-    raw: Mapping[str, Any], key: str, path: str, default: int | None, lo: int | None = None,
+    raw: Mapping[str, Any],
+    key: str,
+    path: str,
+    default: int | None,
+    lo: int | None = None,
     hi: int | None = None,
 ) -> int | None:
     value = raw.get(key, default)
@@ -205,7 +209,11 @@ def _int(
 
 
 def _req_int(
-    raw: Mapping[str, Any], key: str, path: str, default: int, lo: int | None = None,
+    raw: Mapping[str, Any],
+    key: str,
+    path: str,
+    default: int,
+    lo: int | None = None,
     hi: int | None = None,
 ) -> int:
     value = _int(raw, key, path, default, lo, hi)

@@ -47,7 +47,8 @@ def cmd_status(args: argparse.Namespace) -> None:
 def annotate(args: argparse.Namespace, *pairs: str) -> None:
     proc = subprocess.run(
         ["kubectl", "annotate", "modeldeployments.modelroll.io", args.name, *_ns(args), "--overwrite", *pairs],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
@@ -63,7 +64,10 @@ def request(action: str, done: str) -> Any:
             token += f"/{args.to_revision}"
         name = actions.PROMOTE_FULL if action == actions.PROMOTE and args.full else action
         annotate(args, f"{actions.annotation(name)}={token}")
-        print(f"{args.name}: {done} (the operator acts on it at its next reconcile; see `kubectl modelroll status {args.name}`)")
+        print(
+            f"{args.name}: {done} (the operator acts on it at its next reconcile; "
+            f"see `kubectl modelroll status {args.name}`)"
+        )
 
     return run
 
@@ -91,8 +95,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-w", "--watch", action="store_true")
     p.set_defaults(func=cmd_status)
     for name, action, done, help_text in (
-        ("promote", actions.PROMOTE, "promotion requested", "advance past the current pause (--full: skip every remaining step)"),
-        ("abort", actions.ABORT, "abort requested", "stop the rollout: stable at full weight and scale, canary to zero"),
+        (
+            "promote",
+            actions.PROMOTE,
+            "promotion requested",
+            "advance past the current pause (--full: skip every remaining step)",
+        ),
+        (
+            "abort",
+            actions.ABORT,
+            "abort requested",
+            "stop the rollout: stable at full weight and scale, canary to zero",
+        ),
         ("retry", actions.RETRY, "retry requested", "restart an aborted rollout from its first step, or lift an undo"),
         ("undo", actions.UNDO, "undo requested", "return to the previous promoted revision at once"),
     ):
@@ -103,8 +117,10 @@ def main(argv: list[str] | None = None) -> None:
         if name == "undo":
             p.add_argument("--to-revision", help="a revision from status.history (default: the previous one)")
         p.set_defaults(func=request(action, done))
-    for name, func, help_text in (("pause", cmd_pause, "hold the rollout at its current step"),
-                                  ("resume", cmd_resume, "continue a paused rollout")):
+    for name, func, help_text in (
+        ("pause", cmd_pause, "hold the rollout at its current step"),
+        ("resume", cmd_resume, "continue a paused rollout"),
+    ):
         p = sub.add_parser(name, parents=[common], help=help_text)
         p.add_argument("name")
         p.set_defaults(func=func)

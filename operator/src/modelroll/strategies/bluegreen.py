@@ -126,7 +126,7 @@ def plan_bluegreen(
     extra: dict[str, Any] = {"blueGreen": state}
     if aborted:
         extra["aborted"] = aborted
-    common = dict(
+    common: dict[str, Any] = dict(
         children=children, stable=stable_now, canary=preview, held=held, events=events, requeue_after=requeue,
         replicas=stable_now["replicas"] + preview["replicas"],
         ready_replicas=stable_now["readyReplicas"] + preview["readyReplicas"], desired_replicas=n,

@@ -165,7 +165,7 @@ def plan_canary(
                        extra_status={"stepCount": n_steps}, drop_status=ROLLOUT_KEYS)
 
     ready = stable_now["readyReplicas"] + canary_now["readyReplicas"]
-    common = dict(
+    common: dict[str, Any] = dict(
         children=children, stable=stable_now, canary=canary_now, held=held, events=events, requeue_after=requeue,
         replicas=stable_now["replicas"] + canary_now["replicas"], ready_replicas=ready, desired_replicas=n,
         extra_status=extra, drop_status=drop,

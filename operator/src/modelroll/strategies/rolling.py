@@ -35,11 +35,11 @@ def plan_rolling(
         children.append(build_hpa(spec, owner))
 
     target = identity(spec, revision)
-    before = previous.get("stable") or None
+    before: Mapping[str, Any] = previous.get("stable") or {}
     first_rollout = not before or before.get("revision") == revision
     progress = deployment_progress(observed.deployments.get(f"{owner.name}-{TRACK_STABLE}"), revision)
     label = spec.model.version or revision
-    common = {
+    common: dict[str, Any] = {
         "children": children,
         "replicas": progress.replicas,
         "ready_replicas": progress.ready,
@@ -71,7 +71,9 @@ def plan_rolling(
             ],
         )
 
-    stable = track_status(target, observed, TRACK_STABLE) if first_rollout else track_status(before, observed, TRACK_STABLE)
+    stable = (
+        track_status(target, observed, TRACK_STABLE) if first_rollout else track_status(before, observed, TRACK_STABLE)
+    )
     canary = None if first_rollout else track_status(target, observed, TRACK_STABLE)
     new_live, new_ready = count_pods(observed.pods, revision)
     failure = pod_failure(pods_of_revision(observed.pods, revision))

@@ -19,8 +19,14 @@ IDENTITY_KEYS = ("revision", "version", "digest", "uri", "format", "method")
 def identity(spec: ModelDeploymentSpec, revision: str) -> dict[str, Any]:
     """What status records about a revision: enough to name it and to rebuild it."""
     m = spec.model
-    return {"revision": revision, "version": m.version, "digest": m.digest, "uri": m.uri, "format": m.format,
-            "method": m.method}
+    return {
+        "revision": revision,
+        "version": m.version,
+        "digest": m.digest,
+        "uri": m.uri,
+        "format": m.format,
+        "method": m.method,
+    }
 
 
 def track_status(ident: Mapping[str, Any], observed: Observed, track: str | None = None) -> dict[str, Any]:
@@ -60,7 +66,12 @@ def spec_for(spec: ModelDeploymentSpec, ident: Mapping[str, Any]) -> ModelDeploy
 
 
 def hold_or_rebuild(
-    observed: Observed, name: str, spec: ModelDeploymentSpec, owner: Owner, track: str, ident: Mapping[str, Any],
+    observed: Observed,
+    name: str,
+    spec: ModelDeploymentSpec,
+    owner: Owner,
+    track: str,
+    ident: Mapping[str, Any],
     image: str,
 ) -> dict[str, Any] | None:
     """None if Deployment ``name`` runs ``ident`` and should be held as it is; otherwise the
