@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: venv cluster-tools cluster cluster-down test test-unit lint demo demo-down bench bench-operator
+.PHONY: venv cluster-tools cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator
 
 venv:
 	@scripts/bootstrap-python.sh
@@ -16,6 +16,9 @@ cluster: venv cluster-tools
 
 cluster-down: venv
 	@$(PY) tests/cluster/launcher.py down
+
+cluster-status: venv
+	@$(PY) tests/cluster/launcher.py status
 
 # --- tests ------------------------------------------------------------------------------------
 test: venv cluster-tools
