@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
-import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,15 +34,11 @@ from lightkube.resources.core_v1 import Namespace, Node, Service
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.cluster import launcher  # noqa: E402
+from tests.e2e.operator_helpers import free_port, scrape, total  # noqa: E402
 
+WRITES = "modelroll_operator_api_writes_total"
 MD = create_namespaced_resource("modelroll.io", "v1alpha1", "ModelDeployment", "modeldeployments")
 DIGEST = "sha256:" + "7" * 64
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def model_deployment(name: str, namespace: str) -> object:
@@ -58,20 +53,6 @@ def model_deployment(name: str, namespace: str) -> object:
             },
         }
     )
-
-
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        m = re.match(r"^(modelroll_operator_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
-
-
-def writes(values: dict[str, float]) -> float:
-    return sum(v for k, v in values.items() if k.startswith("modelroll_operator_api_writes_total"))
 
 
 def rss_mib(pid: int) -> float:
@@ -201,7 +182,7 @@ async def run(args: argparse.Namespace, port: int, pid: int) -> list[tuple[str, 
         await asyncio.sleep(1)
     after = scrape(port)
     reconciles = after.get(key, 0) - before.get(key, 0)
-    w = writes(after) - writes(before)
+    w = total(after, WRITES) - total(before, WRITES)
     rows.append(
         (
             "API writes per unchanged reconcile",
@@ -211,10 +192,8 @@ async def run(args: argparse.Namespace, port: int, pid: int) -> list[tuple[str, 
         )
     )
     for ns in NAMESPACES:
-        try:
+        with contextlib.suppress(ApiError):
             await client.delete(Namespace, ns)
-        except ApiError:
-            pass
     return rows
 
 
