@@ -102,15 +102,11 @@ def _openssl(*args: str) -> None:
         raise ClusterError("step 'generate certificates': the openssl command is not installed")
     proc = subprocess.run(["openssl", *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise ClusterError(
-            f"step 'generate certificates': openssl {args[0]} failed: {proc.stderr.strip()}"
-        )
+        raise ClusterError(f"step 'generate certificates': openssl {args[0]} failed: {proc.stderr.strip()}")
 
 
 def _ec_key(path: Path) -> None:
-    _openssl(
-        "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path)
-    )
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
     path.chmod(0o600)
 
 
@@ -198,9 +194,7 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
                 },
             }
         ],
-        "contexts": [
-            {"name": "modelroll-dev", "context": {"cluster": "modelroll-dev", "user": user}}
-        ],
+        "contexts": [{"name": "modelroll-dev", "context": {"cluster": "modelroll-dev", "user": user}}],
         "current-context": "modelroll-dev",
     }
     # JSON is valid YAML; kubectl and client libraries read it as a kubeconfig.
@@ -413,11 +407,21 @@ def up(
     t0 = time.monotonic()
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / MARKER).write_text("state of tests/cluster/launcher.py; removed by `down`\n")
-    try:
-        _up(state_dir, bdir, timeout, die_with_parent)
-    except BaseException:
-        _stop_processes(state_dir)
-        raise
+    for attempt in (1, 2):
+        try:
+            _up(state_dir, bdir, timeout, die_with_parent)
+            break
+        except ClusterError as e:
+            _stop_processes(state_dir)
+            # Free ports are picked before the components bind them; another process may
+            # take one in between. Start over once with new ports.
+            if attempt == 2 or "address already in use" not in str(e):
+                raise
+            log("a port was taken meanwhile; starting over with new ports")
+            _clear_state(state_dir)
+        except BaseException:
+            _stop_processes(state_dir)
+            raise
     log(f"healthy after {time.monotonic() - t0:.1f} s")
     return _info(state_dir)
 
@@ -625,6 +629,15 @@ def down(state_dir: Path = DEFAULT_STATE_DIR, grace: float = 5.0) -> None:
             raise ClusterError(f"step 'remove state': {state_dir} lacks {MARKER}; not removing it")
         shutil.rmtree(state_dir, ignore_errors=True)
     log(f"down; removed {state_dir}")
+
+
+def _clear_state(state_dir: Path) -> None:
+    for child in state_dir.iterdir():
+        if child.name != MARKER:
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
 
 def _stop_processes(state_dir: Path, grace: float = 5.0) -> None:
