@@ -1,0 +1,59 @@
+"""Population stability index between two count distributions (pure).
+
+PSI = sum over bins of (p_canary - p_stable) * ln(p_canary / p_stable), where p are the
+bins' shares. The usual reading: < 0.1 no real shift, 0.1-0.25 a moderate shift, > 0.25 a
+large one. Bins are the predicted classes (or confidence-histogram buckets) seen on either
+side; a bin empty on one side would make the logarithm infinite, so every bin gets a small
+epsilon share before normalising: one class the canary never predicts then yields a large,
+finite PSI instead of infinity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+EPSILON = 1e-4
+
+
+def build_shares(counts: Mapping[str, float], bins: list[str], epsilon: float = EPSILON) -> list[float]:
+    """Shares of ``counts`` over ``bins`` after adding ``epsilon`` of the total to each bin."""
+    clean = [max(float(counts.get(b, 0.0)), 0.0) for b in bins]
+    clean = [0.0 if math.isnan(x) else x for x in clean]
+    total = sum(clean)
+    if total <= 0:
+        raise ValueError("no observations")
+    smoothed = [x / total + epsilon for x in clean]
+    norm = sum(smoothed)
+    return [x / norm for x in smoothed]
+
+
+def evaluate_psi(canary: Mapping[str, float], stable: Mapping[str, float], epsilon: float = EPSILON) -> float:
+    """PSI of ``canary`` against ``stable`` over the union of their bins.
+
+    Raises ValueError if either side has no observations (the caller reports Inconclusive).
+    """
+    bins = sorted(set(canary) | set(stable))
+    if not bins:
+        raise ValueError("no observations")
+    p = build_shares(canary, bins, epsilon)
+    q = build_shares(stable, bins, epsilon)
+    return max(0.0, math.fsum((a - b) * math.log(a / b) for a, b in zip(p, q, strict=True)))
+
+
+def histogram_counts(cumulative: Mapping[str, float]) -> dict[str, float]:
+    """Per-bucket counts from a Prometheus histogram's cumulative ``le`` buckets."""
+
+    def bound(le: str) -> float:
+        try:
+            return float(le)
+        except ValueError:
+            return math.inf
+
+    out: dict[str, float] = {}
+    previous = 0.0
+    for le in sorted(cumulative, key=bound):
+        value = float(cumulative[le])
+        out[le] = max(value - previous, 0.0)
+        previous = max(value, previous)
+    return out

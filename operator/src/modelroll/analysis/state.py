@@ -1,0 +1,142 @@
+"""The analysis state machine, kept in ``status.analysis`` (pure).
+
+One record per analysis run: a run is one (scope, revision) pair, e.g. the canary analysis
+of revision 8a1d, or the post-promotion analysis of a blue-green preview. A new revision, a
+new scope or a retry starts a new run with zeroed counts. A new canary step does *not*:
+failures add up over the whole rollout, so a canary that fails now and then at every step is
+still caught; instead each measurement records the ``step`` it was taken at, and a step only
+advances on a Pass measured at that very step.
+
+``phase`` is the latest measurement's verdict (``Running`` before the first). ``outcome``
+is set, and the run stops measuring, once a limit is exceeded:
+  failed > failureLimit                        -> outcome Failed (the failing gate named)
+  consecutiveErrors > consecutiveErrorLimit    -> outcome Failed (Prometheus unreachable)
+Errors never count toward failureLimit, and Inconclusive counts toward nothing. A rollout
+whose analysis fails aborts like a manual abort (see strategies/canary.py, bluegreen.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..spec import Analysis
+from .gates import ERROR, FAIL, INCONCLUSIVE, PASS, GateVerdict, Measurement, evaluate_measurement
+
+RUNNING, PASSED, FAILED = "Running", "Passed", "Failed"
+PHASE_OF = {PASS: PASSED, FAIL: FAILED, INCONCLUSIVE: INCONCLUSIVE, ERROR: ERROR}
+REASON_FAILED = "AnalysisFailed"
+STAMP = "%Y-%m-%dT%H:%M:%SZ"  # the planner's timestamp format: whole seconds
+
+
+def stamp(when: datetime) -> str:
+    return when.strftime(STAMP)
+
+
+def parse_stamp(text: str | None, default: datetime) -> datetime:
+    try:
+        return datetime.strptime(text or "", STAMP).replace(tzinfo=default.tzinfo)
+    except ValueError:
+        return default
+
+
+def build_run(scope: str, revision: str) -> dict[str, Any]:
+    return {"scope": scope, "revision": revision, "phase": RUNNING, "passed": 0, "failed": 0, "inconclusive": 0,
+            "errors": 0, "consecutiveErrors": 0, "gates": [], "message": "waiting for the first measurement"}
+
+
+def current_run(previous: Mapping[str, Any] | None, scope: str, revision: str) -> dict[str, Any]:
+    """The run in status if it is this (scope, revision)'s, else a fresh one."""
+    if previous and previous.get("scope") == scope and previous.get("revision") == revision:
+        return dict(previous)
+    return build_run(scope, revision)
+
+
+def _worst(verdicts: list[GateVerdict], kind: str) -> GateVerdict | None:
+    return next((v for v in verdicts if v.verdict == kind), None)
+
+
+def _summary(verdict: str, verdicts: list[GateVerdict]) -> str:
+    shown = _worst(verdicts, verdict) if verdict != PASS else None
+    if shown is None:
+        return f"all {len(verdicts)} gate(s) passed"
+    return f"{shown.name}: {shown.message}"
+
+
+def fold_measurement(
+    run: Mapping[str, Any], analysis: Analysis, measurement: Measurement | None, step: int | None
+) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """``run`` with ``measurement`` folded in, and the Events to record.
+
+    Idempotent: a measurement of another run, one not newer than the last folded, or one
+    arriving after the run concluded, leaves the run as it is (re-planning the same state
+    writes nothing).
+    """
+    out = dict(run)
+    if measurement is None or out.get("outcome"):
+        return out, []
+    if (measurement.scope, measurement.revision) != (out.get("scope"), out.get("revision")):
+        return out, []
+    last = out.get("lastMeasuredAt")
+    if last and stamp(measurement.taken_at) <= last:  # same format, so text order is time order
+        return out, []
+
+    verdict, verdicts = evaluate_measurement(analysis, measurement)
+    counter = {PASS: "passed", FAIL: "failed", INCONCLUSIVE: "inconclusive", ERROR: "errors"}[verdict]
+    out[counter] = int(out.get(counter, 0)) + 1
+    out["consecutiveErrors"] = int(out.get("consecutiveErrors", 0)) + 1 if verdict == ERROR else 0
+    out["lastMeasuredAt"] = stamp(measurement.taken_at)
+    out["gates"] = [v.as_status() for v in verdicts]
+    if step is not None:
+        out["step"] = step
+    else:
+        out.pop("step", None)
+    old_phase = run.get("phase")
+    out["phase"] = PHASE_OF[verdict]
+    out["message"] = _summary(verdict, verdicts)
+
+    events: list[tuple[str, str, str]] = []
+    if out["phase"] != old_phase:
+        kind = "Warning" if verdict in (FAIL, ERROR) else "Normal"
+        events.append((kind, f"Analysis{verdict}", f"{measurement.scope} analysis: {out['message']}"))
+    if out["failed"] > analysis.failure_limit:
+        worst = _worst(verdicts, FAIL)
+        assert worst is not None
+        shown = f"{worst.value:.4g}" if worst.value is not None else "?"
+        out["outcome"] = FAILED
+        out["message"] = (f"gate {worst.name} failed: value {shown}, threshold {worst.threshold} "
+                          f"({out['failed']} failed measurements, failureLimit {analysis.failure_limit}); "
+                          f"{worst.message}")
+    elif out["consecutiveErrors"] > analysis.consecutive_error_limit:
+        error = _worst(verdicts, ERROR)
+        out["outcome"] = FAILED
+        out["message"] = (f"Prometheus could not be queried for {out['consecutiveErrors']} measurements in a row "
+                          f"(consecutiveErrorLimit {analysis.consecutive_error_limit}): "
+                          f"{error.message if error else 'error'}")
+    return out, events
+
+
+def passed_at(run: Mapping[str, Any], step: int | None) -> bool:
+    """True if the run's latest measurement passed and was taken at ``step``."""
+    return run.get("phase") == PASSED and not run.get("outcome") and run.get("step") == step
+
+
+def next_due_seconds(run: Mapping[str, Any], analysis: Analysis, now: datetime) -> float:
+    """Seconds until the next measurement is due (0: now)."""
+    last = run.get("lastMeasuredAt")
+    if not last:
+        return 0.0
+    due = parse_stamp(last, now) + timedelta(seconds=analysis.interval_seconds)
+    return max((due - now).total_seconds(), 0.0)
+
+
+def describe(run: Mapping[str, Any]) -> str:
+    """One clause for the rollout's status message."""
+    counts = f"{run.get('passed', 0)} passed, {run.get('failed', 0)} failed, {run.get('inconclusive', 0)} inconclusive"
+    if run.get("errors"):
+        counts += f", {run['errors']} errors"
+    phase = run.get("phase", RUNNING)
+    if phase == RUNNING:
+        return "analysis waiting for its first measurement"
+    return f"analysis {phase} ({counts}): {run.get('message', '')}"
