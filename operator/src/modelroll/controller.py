@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from . import metrics
+from .analysis.prometheus import query_due_measurement
 from .cache import Cache, Key
 from .children import Owner
 from .kube import Kube
@@ -125,7 +127,14 @@ class Controller:
             annotations=meta.get("annotations") or {},
         )
         now = datetime.now(UTC)
-        result = plan(subject, self.cache.observed(key), now, self.settings.server_image)
+        observed = self.cache.observed(key)
+        # A due analysis measurement is the one I/O the planner needs beyond the cache: run it
+        # first and hand the raw numbers over, so the decision itself stays pure.
+        measurement = await query_due_measurement(subject.spec, meta["name"], subject.status, now,
+                                                  self.settings.prometheus_url)
+        if measurement is not None:
+            observed = replace(observed, measurement=measurement)
+        result = plan(subject, observed, now, self.settings.server_image)
         await self._execute(subject, result, timestamp(now))
         if result.requeue_after is not None:
             self.enqueue_after(key, result.requeue_after)

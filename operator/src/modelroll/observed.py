@@ -13,6 +13,7 @@ from typing import Any
 from modelroll_contract import LABEL_REVISION
 
 from . import conditions as c
+from .analysis.gates import Measurement
 
 Obj = Mapping[str, Any]
 
@@ -24,6 +25,9 @@ class Observed:
     autoscalers: Mapping[str, Obj] = field(default_factory=dict)
     routes: Mapping[str, Obj] = field(default_factory=dict)  # HTTPRoutes
     pods: Sequence[Obj] = ()
+    # The analysis measurement the controller took just before this reconcile (Prometheus
+    # numbers, not yet judged); None when none was due. The strategies fold it into status.
+    measurement: Measurement | None = None
 
     def owned(self) -> list[tuple[str, str, str, Obj]]:
         """(apiVersion, kind, name, object) of every observed child."""

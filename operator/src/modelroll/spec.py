@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .analysis.condition import ConditionError, parse_condition
+
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 URI_RE = re.compile(r"^(file://|pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/|https?://|s3://)\S+$")
 DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
@@ -328,10 +330,15 @@ def _parse_gate(raw: Any, path: str) -> Gate:
         raise SpecError(path, "must set exactly one of builtin or prometheus")
     if prom is not None:
         p = _obj(prom, f"{path}.prometheus")
+        condition = _req_str(p, "successCondition", f"{path}.prometheus")
+        try:
+            parse_condition(condition)  # refuse a condition that could never be evaluated, up front
+        except ConditionError as e:
+            raise SpecError(f"{path}.prometheus.successCondition", str(e)) from None
         return Gate(
             name=name or "prometheus",
             query=_req_str(p, "query", f"{path}.prometheus"),
-            success_condition=_req_str(p, "successCondition", f"{path}.prometheus"),
+            success_condition=condition,
         )
     kind = _enum(g, "builtin", path, BUILTIN_GATES, "")
     gate = Gate(

@@ -138,11 +138,12 @@ def _pairwise(a: Value, b: Value, fn: Callable[[float, float], float | bool]) ->
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             raise ConditionError(f"cannot combine lists of {len(a)} and {len(b)} values")
-        return [fn(float(x), float(y)) for x, y in zip(a, b, strict=True)]  # type: ignore[return-value]
+        return [fn(float(x), float(y)) for x, y in zip(a, b, strict=True)]
     if isinstance(a, list):
-        return [fn(float(x), float(b)) for x in a]  # type: ignore[arg-type,return-value]
+        assert not isinstance(b, list)
+        return [fn(float(x), float(b)) for x in a]
     if isinstance(b, list):
-        return [fn(float(a), float(y)) for y in b]  # type: ignore[return-value]
+        return [fn(float(a), float(y)) for y in b]
     return fn(float(a), float(b))
 
 
@@ -154,6 +155,7 @@ def _truth(v: Value, what: str) -> bool:
 
 def _eval(node: ast.AST, result: Value) -> Value:
     if isinstance(node, ast.Constant):
+        assert isinstance(node.value, (int, float))  # parse_condition admits numbers only
         return float(node.value)
     if isinstance(node, ast.Name):
         return result if node.id == "result" else node.id in ("true", "True")

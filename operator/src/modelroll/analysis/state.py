@@ -140,3 +140,13 @@ def describe(run: Mapping[str, Any]) -> str:
     if phase == RUNNING:
         return "analysis waiting for its first measurement"
     return f"analysis {phase} ({counts}): {run.get('message', '')}"
+
+
+def advance_run(
+    previous: Mapping[str, Any] | None, analysis: Analysis, scope: str, revision: str,
+    measurement: Measurement | None, step: int | None, restart: bool = False,
+) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """The (scope, revision) run from status, restarted if asked (a retry), with the
+    measurement folded in: what a strategy stores under ``status.analysis``."""
+    run = build_run(scope, revision) if restart else current_run(previous, scope, revision)
+    return fold_measurement(run, analysis, measurement, step)

@@ -42,6 +42,20 @@ def _track(name: str, track: Mapping[str, Any] | None) -> tuple[Any, ...]:
     )
 
 
+def _value(v: Any) -> str:
+    return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def analysis_view(run: Mapping[str, Any]) -> list[str]:
+    """The analysis run: one summary line, then every gate's latest value, threshold and verdict."""
+    counts = ", ".join(f"{run.get(k, 0)} {k}" for k in ("passed", "failed", "inconclusive", "errors"))
+    head = f"Analysis:  {run.get('phase', 'Running')} ({run.get('scope', '')} {run.get('revision', '')}; {counts}"
+    head += f"; last measured {run['lastMeasuredAt']})" if run.get("lastMeasuredAt") else ")"
+    rows = [(g.get("name", ""), _value(g.get("value")), g.get("threshold", ""), g.get("verdict", ""),
+             (g.get("message") or "")[:90]) for g in run.get("gates") or []]
+    return [head, table(("GATE", "VALUE", "THRESHOLD", "VERDICT", "MESSAGE"), rows)] if rows else [head]
+
+
 def status_view(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
     meta, spec, status = obj["metadata"], obj.get("spec", {}), obj.get("status") or {}
     weights = status.get("weights") or {}
@@ -65,6 +79,8 @@ def status_view(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()
             [(c["type"], c["status"], c.get("reason", ""), c.get("lastTransitionTime", "")) for c in status.get("conditions", [])],
         ),
     ]
+    if status.get("analysis"):
+        lines += ["", *analysis_view(status["analysis"])]
     if status.get("history"):
         lines += ["", table(("HISTORY", "VERSION", "REVISION", "PROMOTED"),
                             [(i, h.get("version", ""), h.get("revision", ""), h.get("promotedAt", ""))

@@ -21,9 +21,11 @@ from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 from .. import actions
 from .. import conditions as c
 from ..actions import Requests
+from ..analysis import state as analysis_state
+from ..analysis.gates import POST_PROMOTION, PRE_PROMOTION
 from ..children import Owner, build_deployment, build_pod_template, revision_of
 from ..observed import Observed, deployment_progress, pod_failure, pods_of_revision
-from ..spec import ModelDeploymentSpec
+from ..spec import Analysis, ModelDeploymentSpec
 from ..traffic.routing import Routing
 from .canary import ROLLOUT_KEYS, abort_record, steady
 from .outcome import Outcome
@@ -61,8 +63,9 @@ def plan_bluegreen(
     aborted = status.get("aborted") if (status.get("aborted") or {}).get("revision") == rev else None
     if not same:
         events.append(("Normal", "RolloutStarted", f"blue-green rollout of {label}: preview coming up"))
+    retried = False
     if aborted and requests.take(actions.RETRY):
-        aborted, stage, state, started = None, PREVIEW, {}, now
+        aborted, stage, state, started, retried = None, PREVIEW, {}, now, True
         events.append(("Normal", "Retry", f"blue-green rollout of {label} retried"))
     if not aborted and stage != FINALIZING and requests.take(actions.ABORT):
         aborted = abort_record(rev, "Aborted", f"rollout of {label} aborted by a user")
@@ -74,6 +77,25 @@ def plan_bluegreen(
     preview_ready = deployment_progress(observed.deployments.get(canary_name), rev).complete(n)
     requeue: float | None = None
     waiting_for_person = False
+    run: dict[str, Any] | None = status.get("analysis") if same else None
+    waiting_analysis = False
+
+    def analyse(analysis: Analysis | None, scope: str) -> bool:
+        """Fold the measurement into the ``scope`` run; True if it lets the stage end."""
+        nonlocal run, aborted, requeue
+        if analysis is None:
+            return True
+        run, found = analysis_state.advance_run(status.get("analysis"), analysis, scope, rev,
+                                                observed.measurement, None, restart=retried)
+        events.extend(found)
+        if run.get("outcome"):
+            aborted = abort_record(rev, analysis_state.REASON_FAILED, f"{scope}Analysis of {label} failed: "
+                                   f"{run['message']}")
+            events.append(("Warning", analysis_state.REASON_FAILED, aborted["message"]))
+            return False
+        due = max(analysis_state.next_due_seconds(run, analysis, now), 1.0)
+        requeue = due if requeue is None else min(requeue, due)
+        return analysis_state.passed_at(run, None)
 
     if not aborted and stage == PREVIEW:
         if preview_ready:
@@ -81,11 +103,18 @@ def plan_bluegreen(
             state["previewReadyAt"] = stamp(ready_at)
             auto = bg.auto_promotion_seconds
             due = auto is not None and now >= ready_at + timedelta(seconds=auto)
-            if requests.take(actions.PROMOTE) or requests.take(actions.PROMOTE_FULL) or due:
+            passed = analyse(bg.pre_promotion_analysis, PRE_PROMOTION)
+            wanted = requests.has(actions.PROMOTE) or requests.has(actions.PROMOTE_FULL) or due
+            if aborted:
+                pass
+            elif wanted and not passed:
+                waiting_analysis = True  # a promote request stays pending until the analysis passes
+            elif requests.take(actions.PROMOTE) or requests.take(actions.PROMOTE_FULL) or due:
                 stage, state["switchedAt"] = SWITCHED, stamp(now)
                 events.append(("Normal", "Switched", f"traffic switched to {label}"))
             elif auto is not None:
-                requeue = (ready_at + timedelta(seconds=auto) - now).total_seconds()
+                left = (ready_at + timedelta(seconds=auto) - now).total_seconds()
+                requeue = left if requeue is None else min(requeue, left)
             else:
                 waiting_for_person = True
         elif (now - started).total_seconds() > spec.progress_deadline_seconds:
@@ -98,10 +127,16 @@ def plan_bluegreen(
     if not aborted and stage == SWITCHED:
         switched = parse_time(state.get("switchedAt"), now)
         remaining = (switched + timedelta(seconds=bg.scale_down_delay_seconds) - now).total_seconds()
-        if remaining <= 0:
+        # The old track stays warm until postPromotionAnalysis passes; a failure switches back.
+        passed = analyse(bg.post_promotion_analysis, POST_PROMOTION)
+        if aborted:
+            pass
+        elif remaining <= 0 and passed:
             stage = FINALIZING
+        elif remaining <= 0:
+            waiting_analysis = True
         else:
-            requeue = remaining
+            requeue = remaining if requeue is None else min(requeue, remaining)
 
     state.update(stage=stage, startedAt=stamp(started))
     children = [build_deployment(spec, owner, TRACK_CANARY, template, 0 if aborted else n, recreate=True)]
@@ -126,6 +161,8 @@ def plan_bluegreen(
     extra: dict[str, Any] = {"blueGreen": state}
     if aborted:
         extra["aborted"] = aborted
+    if run is not None:
+        extra["analysis"] = run
     common: dict[str, Any] = dict(
         children=children, stable=stable_now, canary=preview, held=held, events=events, requeue_after=requeue,
         replicas=stable_now["replicas"] + preview["replicas"],
@@ -143,7 +180,11 @@ def plan_bluegreen(
             c.condition(c.MODEL_VERIFIED, False if aborted["reason"] == c.INTEGRITY_MISMATCH else None,
                         aborted["reason"], aborted["message"]),
         ])
-    if stage == PREVIEW:
+    if waiting_analysis and run is not None:
+        waiting = "promotion" if stage == PREVIEW else "scale-down of the old track"
+        message = f"{label} {'preview' if stage == PREVIEW else 'active'}: {waiting} waits for a passing " \
+                  f"measurement; {analysis_state.describe(run)}"
+    elif stage == PREVIEW:
         message = (f"preview {label} ready on {owner.name}-preview; waiting for `kubectl modelroll promote {owner.name}`"
                    if waiting_for_person else
                    f"preview {label}: {preview['readyReplicas']}/{n} Ready" + (" (auto-promotion pending)" if preview_ready else ""))

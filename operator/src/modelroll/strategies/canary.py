@@ -22,6 +22,8 @@ from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 from .. import actions
 from .. import conditions as c
 from ..actions import Requests
+from ..analysis import state as analysis_state
+from ..analysis.gates import CANARY_SCOPE
 from ..children import Owner, build_deployment, build_pod_template, revision_of
 from ..observed import Observed, deployment_progress, pod_failure, pods_of_revision
 from ..spec import ModelDeploymentSpec, Step
@@ -83,16 +85,33 @@ def plan_canary(
     step = int(status.get("currentStep", 0)) if same else 0
     started = parse_time(status.get("stepStartedAt"), now) if same else now
     aborted = status.get("aborted") if (status.get("aborted") or {}).get("revision") == rev else None
+    retried = False
     if not same:
         old = (status.get("canary") or {}).get("version")
         reason, msg = ("RolloutRestarted", f"spec changed mid-rollout: {old} replaced by {label}, steps restart") if status.get("canary") else ("RolloutStarted", f"canary rollout of {label} started")
         events.append(("Normal", reason, msg))
     if aborted and requests.take(actions.RETRY):
-        aborted, step, started = None, 0, now
+        aborted, step, started, retried = None, 0, now, True
         events.append(("Normal", "Retry", f"rollout of {label} retried from step 1"))
     if not aborted and requests.take(actions.ABORT):
         aborted = abort_record(rev, "Aborted", f"rollout of {label} aborted by a user")
         events.append(("Warning", "Aborted", aborted["message"]))
+    # Analysis: fold the controller's measurement into the run; too many failures abort
+    # exactly like a user's abort. The run is kept in status after an abort to show why.
+    analysis = spec.strategy.canary.analysis if spec.strategy.canary else None
+    run: dict[str, Any] | None = None
+    if analysis is not None:
+        measurement = observed.measurement if not aborted and step < n_steps else None
+        run, analysis_events = analysis_state.advance_run(
+            status.get("analysis"), analysis, CANARY_SCOPE, rev, measurement, step, restart=retried)
+        events.extend(analysis_events)
+        if not aborted and run.get("outcome"):
+            aborted = abort_record(rev, analysis_state.REASON_FAILED, f"analysis of canary {label} failed: "
+                                   f"{run['message']}")
+            events.append(("Warning", analysis_state.REASON_FAILED, aborted["message"]))
+
+    def analysis_passed(at: int) -> bool:
+        return run is None or analysis_state.passed_at(run, at)
 
     n = spec.replicas
     stable_name, canary_name = f"{owner.name}-{TRACK_STABLE}", f"{owner.name}-{TRACK_CANARY}"
@@ -101,6 +120,7 @@ def plan_canary(
     canary_now = track_status(target, observed, TRACK_CANARY)
     requeue: float | None = None
     paused_for: str | None = None
+    waiting_analysis = False
 
     if not aborted:
         if requests.take(actions.PROMOTE_FULL):
@@ -111,6 +131,9 @@ def plan_canary(
             if s.set_weight is not None:
                 want = canary_replicas(s.set_weight, n)
                 if canary_progress.at_revision and canary_now["readyReplicas"] >= want and canary_now["replicas"] == want:
+                    if not analysis_passed(step):
+                        waiting_analysis = True  # weight reached; the step ends on a Pass measured in it
+                        break
                     step, started = step + 1, now
                     continue
                 if (now - started).total_seconds() > spec.progress_deadline_seconds:
@@ -130,10 +153,13 @@ def plan_canary(
                 paused_for = f"step {step + 1}/{n_steps}: paused until `kubectl modelroll promote {owner.name}`"
                 break
             remaining = (started - now).total_seconds() + s.pause_seconds
-            if remaining <= 0:
+            if remaining <= 0 and analysis_passed(step):
                 step, started = step + 1, now
                 continue
-            requeue = remaining
+            if remaining <= 0:
+                waiting_analysis = True
+            else:
+                requeue = remaining
             break
         if requests.paused and step < n_steps:
             paused_for = f"step {step + 1}/{n_steps}: paused by a user (`kubectl modelroll resume {owner.name}`)"
@@ -154,6 +180,12 @@ def plan_canary(
     extra = {"currentStep": min(step, n_steps), "stepCount": n_steps, "stepStartedAt": stamp(started)}
     if aborted:
         extra["aborted"] = aborted
+    if run is not None:
+        extra["analysis"] = run
+        if not aborted and step < n_steps and not run.get("outcome"):
+            # Come back when the next measurement is due (at most once a second).
+            due = max(analysis_state.next_due_seconds(run, analysis, now), 1.0)  # type: ignore[arg-type]
+            requeue = due if requeue is None else min(requeue, due)
     drop = () if aborted else ("aborted",)
     stable_progress = deployment_progress(observed.deployments.get(stable_name), rev)
     if promoting and stable_progress.complete(n):
@@ -161,8 +193,9 @@ def plan_canary(
         done = plan_rolling(spec, owner, observed, {**status, "stable": target}, image)
         history = status.get("history") or [{}]
         promoted = None if history[0].get("revision") == rev else target
+        kept = {"analysis": run} if run is not None else {}
         return replace(done, routing=Routing(), promoted=promoted, events=events,
-                       extra_status={"stepCount": n_steps}, drop_status=ROLLOUT_KEYS)
+                       extra_status={"stepCount": n_steps, **kept}, drop_status=ROLLOUT_KEYS)
 
     ready = stable_now["readyReplicas"] + canary_now["readyReplicas"]
     common: dict[str, Any] = dict(
@@ -185,6 +218,9 @@ def plan_canary(
                    f"canary keeps serving until stable is Ready")
     elif paused_for:
         message = f"{paused_for}; canary {label} at {weight}%"
+    elif waiting_analysis and run is not None:
+        message = f"step {step + 1}/{n_steps}: canary {label} at {weight}%, waiting for a passing measurement; " \
+                  f"{analysis_state.describe(run)}"
     else:
         message = f"step {step + 1}/{n_steps}: canary {label} at {weight}%, {canary_now['readyReplicas']}/{canary_want} Pods Ready"
     phase = c.PAUSED if paused_for and not promoting else c.PROGRESSING

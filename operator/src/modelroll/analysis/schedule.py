@@ -1,0 +1,118 @@
+"""Which analysis is due for a ModelDeployment now, and the PromQL it runs (pure).
+
+The controller asks ``plan_measurement`` before each reconcile; when it returns something,
+the controller runs the queries (analysis/prometheus.py) and hands the raw numbers to the
+planner through ``Observed.measurement``. Deciding from status alone keeps this in step with
+the strategies: they record the run in ``status.analysis`` and the current step/stage.
+
+Built-in gates compare the canary (or blue-green preview) with stable over the same window,
+picked out by the labels the server puts on every metric: ``model_name`` (the object's name),
+``model_version`` (each track's ``spec.model.version``) and ``track``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from modelroll_contract import (
+    METRIC_CONFIDENCE,
+    METRIC_LATENCY,
+    METRIC_PREDICTIONS,
+    METRIC_REQUESTS,
+    TRACK_CANARY,
+    TRACK_STABLE,
+)
+
+from ..spec import Analysis, Gate, ModelDeploymentSpec
+from .gates import CANARY_SCOPE, POST_PROMOTION, PRE_PROMOTION
+from .state import current_run, next_due_seconds
+
+# Stages of status.blueGreen (strategies/bluegreen.py), repeated here so this module does not
+# import a strategy.
+PREVIEW, SWITCHED = "Preview", "Switched"
+
+
+@dataclass(frozen=True)
+class MeasurementPlan:
+    scope: str
+    revision: str
+    analysis: Analysis
+    model_name: str
+    canary_version: str
+    stable_version: str
+
+    def selector(self, track: str, extra: str = "") -> str:
+        version = self.canary_version if track == TRACK_CANARY else self.stable_version
+        labels = [f'model_name="{escape(self.model_name)}"', f'model_version="{escape(version)}"', f'track="{track}"']
+        return "{" + ",".join(labels + ([extra] if extra else [])) + "}"
+
+    @property
+    def window(self) -> str:
+        return f"{max(int(round(self.analysis.interval_seconds)), 1)}s"
+
+
+def escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _analysis_due(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> tuple[str, Analysis] | None:
+    strategy = spec.strategy
+    if strategy.type == "Canary" and strategy.canary and strategy.canary.analysis:
+        if int(status.get("currentStep", 0)) < int(status.get("stepCount", len(strategy.canary.steps))):
+            return CANARY_SCOPE, strategy.canary.analysis
+        return None
+    if strategy.type == "BlueGreen" and strategy.blue_green:
+        bg, state = strategy.blue_green, status.get("blueGreen") or {}
+        stage = state.get("stage", PREVIEW)
+        if stage == PREVIEW and state.get("previewReadyAt") and bg.pre_promotion_analysis:
+            return PRE_PROMOTION, bg.pre_promotion_analysis
+        if stage == SWITCHED and bg.post_promotion_analysis:
+            return POST_PROMOTION, bg.post_promotion_analysis
+    return None
+
+
+def plan_measurement(
+    spec: ModelDeploymentSpec, name: str, status: Mapping[str, Any], now: datetime
+) -> MeasurementPlan | None:
+    """The measurement due now, or None (no rollout with analysis in progress, or not due yet)."""
+    canary, stable = status.get("canary") or {}, status.get("stable") or {}
+    revision = canary.get("revision")
+    if not revision or not stable or stable.get("revision") == revision or status.get("pinned"):
+        return None
+    if (status.get("aborted") or {}).get("revision") == revision:
+        return None
+    found = _analysis_due(spec, status)
+    if found is None:
+        return None
+    scope, analysis = found
+    run = current_run(status.get("analysis"), scope, revision)
+    if run.get("outcome") or next_due_seconds(run, analysis, now) > 0:
+        return None
+    return MeasurementPlan(scope=scope, revision=revision, analysis=analysis, model_name=name,
+                           canary_version=str(canary.get("version") or ""),
+                           stable_version=str(stable.get("version") or ""))
+
+
+def build_queries(plan: MeasurementPlan, gate: Gate) -> dict[str, str]:
+    """The PromQL for one gate, keyed by what each query answers (see gates.GateData)."""
+    w = plan.window
+    canary, stable = plan.selector(TRACK_CANARY), plan.selector(TRACK_STABLE)
+    if gate.builtin is None:
+        text = (gate.query or "").replace("{{name}}", escape(plan.model_name)).replace("{{window}}", w)
+        text = text.replace("{{canaryVersion}}", escape(plan.canary_version))
+        return {"result": text.replace("{{stableVersion}}", escape(plan.stable_version))}
+    queries = {"samples": f"sum(increase({METRIC_REQUESTS}{canary}[{w}]))"}
+    if gate.builtin == "errorRate":
+        five_xx = plan.selector(TRACK_CANARY, 'code=~"5.."')
+        queries["errors"] = f"sum(increase({METRIC_REQUESTS}{five_xx}[{w}]))"
+    elif gate.builtin == "latencyP99":
+        for side, sel in (("canary_p99", canary), ("stable_p99", stable)):
+            queries[side] = f"histogram_quantile(0.99, sum by (le) (increase({METRIC_LATENCY}_bucket{sel}[{w}])))"
+    else:
+        for side, sel in (("canary", canary), ("stable", stable)):
+            queries[f"{side}_classes"] = f"sum by (class) (increase({METRIC_PREDICTIONS}{sel}[{w}]))"
+            queries[f"{side}_confidence"] = f"sum by (le) (increase({METRIC_CONFIDENCE}_bucket{sel}[{w}]))"
+    return queries
