@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: venv cluster-tools cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator
+.PHONY: venv cluster-tools cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator prometheus
 
 venv:
 	@scripts/bootstrap-python.sh
@@ -21,7 +21,11 @@ cluster-status: venv
 	@$(PY) tests/cluster/launcher.py status
 
 # --- tests ------------------------------------------------------------------------------------
-test: venv cluster-tools
+# Debian's Prometheus, for the analysis e2e tests (each test starts its own on a free port).
+prometheus:
+	@scripts/install-prometheus.sh
+
+test: venv cluster-tools prometheus
 	$(PY) -m pytest
 
 test-unit: venv
