@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: venv cluster-tools cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator prometheus
+.PHONY: venv cluster-tools cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator chart-crds chart-lint prometheus
 
 venv:
 	@scripts/bootstrap-python.sh
@@ -50,3 +50,11 @@ demo-down:
 
 bench-operator: venv cluster-tools
 	@$(PY) benchmarks/operator_scale.py
+
+# --- Helm chart (charts/modelroll) ------------------------------------------------------------
+# crds/ is the one source of the CRD; the chart carries a byte-identical copy (a unit test checks).
+chart-crds:
+	@cp crds/*.yaml charts/modelroll/crds/
+
+chart-lint: cluster-tools
+	@$$(tests/cluster/build-tools.sh --print-bin-dir)/helm lint --strict charts/modelroll
