@@ -8,16 +8,14 @@ ServiceAccount: the same identity, the same RBAC, the same API server.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import uuid
 from pathlib import Path
 
+import launcher  # tests/cluster, on sys.path via tests/conftest.py
 import pytest
 import yaml
-
-import launcher  # tests/cluster, on sys.path via tests/conftest.py
 
 pytestmark = pytest.mark.e2e
 
