@@ -39,4 +39,4 @@ if command -v pgrep >/dev/null 2>&1 && pgrep -x prometheus >/dev/null 2>&1; then
   $sudo systemctl stop prometheus 2>/dev/null || $sudo service prometheus stop 2>/dev/null || true
 fi
 command -v prometheus >/dev/null 2>&1 || { log "prometheus is still not on PATH after the install"; exit 1; }
-log "$(prometheus --version 2>&1 | head -1)"
+log "$(prometheus --version 2>&1 | sed -n 1p)"
