@@ -52,19 +52,34 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = workdir
         self.config = workdir / "prometheus.yml"
-        self.config.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "scrape_timeout": f"{SCRAPE_SECONDS}s",
-                       "evaluation_interval": "15s"},
-            "scrape_configs": [{"job_name": "modelroll-server", "static_configs": [{"targets": targets}]}],
-        }))
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {
+                        "scrape_interval": f"{SCRAPE_SECONDS}s",
+                        "scrape_timeout": f"{SCRAPE_SECONDS}s",
+                        "evaluation_interval": "15s",
+                    },
+                    "scrape_configs": [{"job_name": "modelroll-server", "static_configs": [{"targets": targets}]}],
+                }
+            )
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Prometheus:
         log = open(self.dir / "prometheus.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
-            [self.exe, f"--config.file={self.config}", f"--storage.tsdb.path={self.dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                self.exe,
+                f"--config.file={self.config}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         wait_for(self._ready, timeout=30, message=lambda: f"Prometheus ready; log:\n{self.log()[-2000:]}")
@@ -107,10 +122,29 @@ def start_server(workdir: Path, model: Path, name: str, version: str, track: str
     log = workdir / f"server-{track}-{version}-{port}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "modelroll_server.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--model", str(model), "--name", name, "--version", version, "--track", track,
-             "--termination-log", str(workdir / f"termination-{port}.log")],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "modelroll_server.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--model",
+                str(model),
+                "--name",
+                name,
+                "--version",
+                version,
+                "--track",
+                track,
+                "--termination-log",
+                str(workdir / f"termination-{port}.log"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     server = ModelServer(proc, port, name, log)
 
@@ -158,8 +192,9 @@ class Traffic:
             body = {"inputs": [{"name": "x", "shape": [1, len(row)], "datatype": "FP64", "data": row.tolist()}]}
             for session, server in zip(sessions, self.servers, strict=True):
                 try:
-                    code = session.post(f"http://{server.target}/v2/models/{server.name}/infer", json=body,
-                                        timeout=5).status_code
+                    code = session.post(
+                        f"http://{server.target}/v2/models/{server.name}/infer", json=body, timeout=5
+                    ).status_code
                 except requests.RequestException:
                     code = 0
                 self.codes[code] = self.codes.get(code, 0) + 1

@@ -32,11 +32,19 @@ GATES = [
 
 
 def strategy(min_samples: int = 30) -> dict:
-    return {"type": "Canary", "canary": {
-        "steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}],
-        "analysis": {"interval": "3s", "failureLimit": 1, "consecutiveErrorLimit": 30, "minSamples": min_samples,
-                     "gates": GATES},
-    }}
+    return {
+        "type": "Canary",
+        "canary": {
+            "steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}],
+            "analysis": {
+                "interval": "3s",
+                "failureLimit": 1,
+                "consecutiveErrorLimit": 30,
+                "minSamples": min_samples,
+                "gates": GATES,
+            },
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -106,20 +114,29 @@ def rig(models, run_operator, install_crds, gateway_crds, namespace) -> Iterator
     def build(canary: str, rate: float = 40.0) -> Rig:
         work = scratch_dir()
         started.append(lambda: shutil.rmtree(work, ignore_errors=True))
-        servers = [start_server(work, models["stable"], NAME, "v1", "stable"),
-                   start_server(work, models[canary], NAME, "v2", "canary")]
+        servers = [
+            start_server(work, models["stable"], NAME, "v1", "stable"),
+            start_server(work, models[canary], NAME, "v2", "canary"),
+        ]
         started.extend(lambda s=s: stop_server(s) for s in servers)
         prometheus = Prometheus(work, [s.target for s in servers]).start()
         started.append(prometheus.stop)
         traffic = Traffic(servers, traffic_rows(), rate=rate).start()
         started.append(traffic.stop)
         port = free_port()
-        operator = run_operator(env={
-            "MODELROLL_NAMESPACES": namespace, "MODELROLL_METRICS_PORT": str(port), "MODELROLL_RESYNC_SECONDS": "1",
-            "MODELROLL_PROMETHEUS_URL": prometheus.url,
-        })
-        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200,
-                 timeout=30, message=lambda: f"operator health endpoint; log:\n{operator.log()}")
+        operator = run_operator(
+            env={
+                "MODELROLL_NAMESPACES": namespace,
+                "MODELROLL_METRICS_PORT": str(port),
+                "MODELROLL_RESYNC_SECONDS": "1",
+                "MODELROLL_PROMETHEUS_URL": prometheus.url,
+            }
+        )
+        wait_for(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200,
+            timeout=30,
+            message=lambda: f"operator health endpoint; log:\n{operator.log()}",
+        )
         return Rig(namespace, prometheus, traffic, operator)
 
     yield build
@@ -160,13 +177,18 @@ def test_canary_failing_on_part_of_the_input_is_rolled_back_on_error_rate(kubect
     r = rig("failing")
     start_rollout(kubectl, r)
     status = wait_for(degraded_with(kubectl, r, "AnalysisFailed"), timeout=90, message=r.describe(kubectl))
-    assert "gate errorRate failed: value 0.2" in status["message"] or "gate errorRate failed: value 0.3" in \
-        status["message"], status["message"]
+    assert (
+        "gate errorRate failed: value 0.2" in status["message"]
+        or "gate errorRate failed: value 0.3" in status["message"]
+    ), status["message"]
     assert "threshold <= 0.05" in status["message"] and "v1 serving at full weight" in status["message"]
     assert status["weights"] == {"stable": 100, "canary": 0} and status["aborted"]["reason"] == "AnalysisFailed"
     assert r.traffic.codes.get(500, 0) > 0  # the canary really answered 5xx
-    wait_for(lambda: r.status(kubectl)["canary"]["replicas"] == 0 and r.status(kubectl)["stable"]["readyReplicas"] == 2,
-             timeout=60, message=r.describe(kubectl))
+    wait_for(
+        lambda: r.status(kubectl)["canary"]["replicas"] == 0 and r.status(kubectl)["stable"]["readyReplicas"] == 2,
+        timeout=60,
+        message=r.describe(kubectl),
+    )
     events = events_of(kubectl, r.namespace, NAME)
     assert any(e["reason"] == "AnalysisFailed" and e["type"] == "Warning" for e in events)
 
@@ -183,11 +205,15 @@ def test_canary_with_shifted_predictions_is_rolled_back_on_prediction_shift(kube
 def test_prometheus_outage_waits_instead_of_rolling_back(kubectl, rig):
     r = rig("good")
     start_rollout(kubectl, r)
-    wait_for(lambda: (r.status(kubectl).get("analysis") or {}).get("lastMeasuredAt"), timeout=60,
-             message=r.describe(kubectl))
+    wait_for(
+        lambda: (r.status(kubectl).get("analysis") or {}).get("lastMeasuredAt"), timeout=60, message=r.describe(kubectl)
+    )
     r.prometheus.stop()
-    status = wait_for(lambda: (s := r.status(kubectl)).get("analysis", {}).get("errors", 0) >= 3 and s,
-                      timeout=60, message=r.describe(kubectl))
+    status = wait_for(
+        lambda: (s := r.status(kubectl)).get("analysis", {}).get("errors", 0) >= 3 and s,
+        timeout=60,
+        message=r.describe(kubectl),
+    )
     assert status["phase"] == "Progressing" and status["stable"]["version"] == "v1"
     assert status["analysis"]["phase"] == "Error" and status["analysis"]["failed"] == 0
     assert status["currentStep"] < status["stepCount"]
@@ -199,8 +225,11 @@ def test_prometheus_outage_waits_instead_of_rolling_back(kubectl, rig):
 def test_traffic_below_min_samples_waits_instead_of_promoting(kubectl, rig):
     r = rig("good", rate=2.0)  # about 6 requests a window, minSamples 30
     start_rollout(kubectl, r)
-    status = wait_for(lambda: (s := r.status(kubectl)).get("analysis", {}).get("inconclusive", 0) >= 3 and s,
-                      timeout=60, message=r.describe(kubectl))
+    status = wait_for(
+        lambda: (s := r.status(kubectl)).get("analysis", {}).get("inconclusive", 0) >= 3 and s,
+        timeout=60,
+        message=r.describe(kubectl),
+    )
     assert status["phase"] == "Progressing" and status["currentStep"] == 0 and status["stable"]["version"] == "v1"
     assert status["analysis"]["passed"] == 0 and status["analysis"]["failed"] == 0
     assert "need 30 canary requests in the window, have" in status["message"]

@@ -80,16 +80,41 @@ CUSTOM = Gate("custom", query="sum(x)", success_condition="result < 0.05")
         (LAT_RATIO, GateData(samples=500, canary_p99=0.012, stable_p99=0.010), PASS, 12.0, "vs stable 10 ms"),
         (LAT_RATIO, GateData(samples=500, canary_p99=0.020, stable_p99=0.010), FAIL, 20.0, "stable 10 ms > 15 ms"),
         (LAT_RATIO, GateData(samples=500, canary_p99=0.020, stable_p99=None), INCONCLUSIVE, 20.0, "stable served no"),
-        (SHIFT, GateData(samples=500, canary_classes={"a": 50, "b": 50}, stable_classes={"a": 51, "b": 49}),
-         PASS, None, "PSI of predicted classes"),
-        (SHIFT, GateData(samples=500, canary_classes={"a": 95, "b": 5}, stable_classes={"a": 50, "b": 50}),
-         FAIL, None, "> 0.2"),
-        (SHIFT, GateData(samples=500, canary_classes={"a": 95}, stable_classes={}), INCONCLUSIVE, None,
-         "no prediction distribution"),
+        (
+            SHIFT,
+            GateData(samples=500, canary_classes={"a": 50, "b": 50}, stable_classes={"a": 51, "b": 49}),
+            PASS,
+            None,
+            "PSI of predicted classes",
+        ),
+        (
+            SHIFT,
+            GateData(samples=500, canary_classes={"a": 95, "b": 5}, stable_classes={"a": 50, "b": 50}),
+            FAIL,
+            None,
+            "> 0.2",
+        ),
+        (
+            SHIFT,
+            GateData(samples=500, canary_classes={"a": 95}, stable_classes={}),
+            INCONCLUSIVE,
+            None,
+            "no prediction distribution",
+        ),
         # confidence buckets shift even though the classes agree: the larger PSI decides
-        (SHIFT, GateData(samples=500, canary_classes={"a": 50, "b": 50}, stable_classes={"a": 50, "b": 50},
-                         canary_confidence={"0.6": 90, "1.0": 100}, stable_confidence={"0.6": 5, "1.0": 100}),
-         FAIL, None, "PSI of confidence"),
+        (
+            SHIFT,
+            GateData(
+                samples=500,
+                canary_classes={"a": 50, "b": 50},
+                stable_classes={"a": 50, "b": 50},
+                canary_confidence={"0.6": 90, "1.0": 100},
+                stable_confidence={"0.6": 5, "1.0": 100},
+            ),
+            FAIL,
+            None,
+            "PSI of confidence",
+        ),
         (CUSTOM, GateData(result=0.01), PASS, 0.01, "result 0.01: result < 0.05 is true"),
         (CUSTOM, GateData(result=0.5), FAIL, 0.5, "is false"),
         (CUSTOM, GateData(result=[0.01]), PASS, 0.01, "is true"),  # one series = a number
@@ -118,8 +143,13 @@ def test_all_series_condition_on_several_series():
 
 def test_status_shape_of_a_verdict():
     got = evaluate_gate(ERR, GateData(samples=3, errors=1), min_samples=2).as_status()
-    assert got == {"name": "errorRate", "verdict": FAIL, "value": pytest.approx(0.333333), "threshold": "<= 0.05",
-                   "message": got["message"]}
+    assert got == {
+        "name": "errorRate",
+        "verdict": FAIL,
+        "value": pytest.approx(0.333333),
+        "threshold": "<= 0.05",
+        "message": got["message"],
+    }
 
 
 @pytest.mark.parametrize(
@@ -133,8 +163,12 @@ def test_status_shape_of_a_verdict():
     ],
 )
 def test_measurement_verdict_precedence(verdicts, want):
-    data = {PASS: GateData(result=0.0), FAIL: GateData(result=1.0), INCONCLUSIVE: GateData(result=None),
-            ERROR: GateData(error="boom")}
+    data = {
+        PASS: GateData(result=0.0),
+        FAIL: GateData(result=1.0),
+        INCONCLUSIVE: GateData(result=None),
+        ERROR: GateData(error="boom"),
+    }
     gates = tuple(Gate(f"g{i}", query="q", success_condition="result < 0.5") for i in range(len(verdicts)))
     m = Measurement("canary", "r1", T0, {f"g{i}": data[v] for i, v in enumerate(verdicts)})
     verdict, _ = evaluate_measurement(Analysis(gates=gates), m)
@@ -156,8 +190,9 @@ def run_sequence(seq, step=0):
     run = st.build_run("canary", "r1")
     events = []
     for i, kind in enumerate(seq):
-        run, ev = st.fold_measurement(run, ANALYSIS, Measurement("canary", "r1", T0 + timedelta(seconds=10 * i),
-                                                                 {"errorRate": DATA[kind]}), step)
+        run, ev = st.fold_measurement(
+            run, ANALYSIS, Measurement("canary", "r1", T0 + timedelta(seconds=10 * i), {"errorRate": DATA[kind]}), step
+        )
         events += ev
     return run, events
 
@@ -203,8 +238,9 @@ def test_folding_is_idempotent_and_ignores_other_runs():
     run, _ = run_sequence("P")
     again, ev = st.fold_measurement(run, ANALYSIS, Measurement("canary", "r1", T0, {"errorRate": DATA["F"]}), 0)
     assert again == run and ev == []
-    other, ev = st.fold_measurement(run, ANALYSIS, Measurement("canary", "r2", T0 + timedelta(minutes=1),
-                                                               {"errorRate": DATA["F"]}), 0)
+    other, ev = st.fold_measurement(
+        run, ANALYSIS, Measurement("canary", "r2", T0 + timedelta(minutes=1), {"errorRate": DATA["F"]}), 0
+    )
     assert other == run and ev == []
     assert st.fold_measurement(run, ANALYSIS, None, 0)[0] == run
 

@@ -12,15 +12,22 @@ from modelroll.analysis.schedule import MeasurementPlan
 from modelroll.spec import Analysis, Gate
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-GATES = (Gate("errorRate", builtin="errorRate", max=0.05), Gate("predictionShift", builtin="predictionShift",
-                                                                   max_psi=0.2),
-         Gate("custom", query="up", success_condition="all(result == 1)"))
+GATES = (
+    Gate("errorRate", builtin="errorRate", max=0.05),
+    Gate("predictionShift", builtin="predictionShift", max_psi=0.2),
+    Gate("custom", query="up", success_condition="all(result == 1)"),
+)
 PLAN = MeasurementPlan("canary", "r1", Analysis(interval_seconds=30, min_samples=10, gates=GATES), "fraud", "v2", "v1")
 
 
 def vector(*series):
-    return {"status": "success", "data": {"resultType": "vector", "result": [
-        {"metric": labels, "value": [1.0, str(v)]} for labels, v in series]}}
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [{"metric": labels, "value": [1.0, str(v)]} for labels, v in series],
+        },
+    }
 
 
 def answer(query):
@@ -93,9 +100,19 @@ def test_a_measurement_against_a_live_endpoint(prometheus):
 
 def test_unreachable_bad_query_and_no_url_are_errors_not_exceptions(prometheus):
     start, _ = prometheus
-    bad = MeasurementPlan("canary", "r1", Analysis(gates=(Gate("c", query="bad(", success_condition="result < 1"),
-                                                          Gate("errorRate", builtin="errorRate", max=0.1))),
-                          "fraud", "v2", "v1")
+    bad = MeasurementPlan(
+        "canary",
+        "r1",
+        Analysis(
+            gates=(
+                Gate("c", query="bad(", success_condition="result < 1"),
+                Gate("errorRate", builtin="errorRate", max=0.1),
+            )
+        ),
+        "fraud",
+        "v2",
+        "v1",
+    )
 
     async def run():
         runner, url = await start()
@@ -117,8 +134,14 @@ def test_unreachable_bad_query_and_no_url_are_errors_not_exceptions(prometheus):
 
 
 def test_failing_numbers_fail(prometheus):
-    plan = MeasurementPlan("canary", "r1", Analysis(min_samples=10, gates=(
-        Gate("custom", query="up", success_condition="len(result) == 5"),)), "fraud", "v2", "v1")
+    plan = MeasurementPlan(
+        "canary",
+        "r1",
+        Analysis(min_samples=10, gates=(Gate("custom", query="up", success_condition="len(result) == 5"),)),
+        "fraud",
+        "v2",
+        "v1",
+    )
     start, _ = prometheus
 
     async def run():

@@ -17,8 +17,13 @@ from tests.unit.sim import Cluster
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 DIGESTS = {v: "sha256:" + str(i) * 64 for i, v in enumerate(["v1", "v2", "v3"], start=1)}
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "10s"}}, {"setWeight": 50}, {"pause": {"duration": "10s"}}]
-ANALYSIS = {"interval": "10s", "failureLimit": 1, "consecutiveErrorLimit": 2, "minSamples": 100,
-            "gates": [{"builtin": "errorRate", "max": 0.05}]}
+ANALYSIS = {
+    "interval": "10s",
+    "failureLimit": 1,
+    "consecutiveErrorLimit": 2,
+    "minSamples": 100,
+    "gates": [{"builtin": "errorRate", "max": 0.05}],
+}
 
 GOOD = GateData(samples=500, errors=1)
 BAD = GateData(samples=500, errors=100)
@@ -39,8 +44,11 @@ class AnalysedCluster(Cluster):
     def measure(self, now, data):
         """Take the due measurement (if any) with ``data`` for every gate, then settle."""
         plan = plan_measurement(parse_spec(self.spec), "fraud", self.status, now)
-        self.measurement = None if plan is None else Measurement(
-            plan.scope, plan.revision, now, {g.name: data for g in plan.analysis.gates})
+        self.measurement = (
+            None
+            if plan is None
+            else Measurement(plan.scope, plan.revision, now, {g.name: data for g in plan.analysis.gates})
+        )
         try:
             return self.settle(now), plan
         finally:
@@ -163,18 +171,27 @@ def test_replanning_is_idempotent_with_the_same_measurement():
 def test_queries_pick_canary_and_stable_by_version_and_track():
     cluster = rollout()
     plan = plan_measurement(parse_spec(cluster.spec), "fraud", cluster.status, at(2))
-    gates = {g: parse_spec(spec("v2", {"type": "Canary", "canary": {"steps": STEPS, "analysis": {
-        "gates": [{"builtin": g, **extra}]}}})).strategy.canary.analysis.gates[0]
-        for g, extra in (("errorRate", {"max": 0.1}), ("latencyP99", {"maxRatioToStable": 2}),
-                         ("predictionShift", {"maxPSI": 0.2}))}
+    gates = {
+        g: parse_spec(
+            spec("v2", {"type": "Canary", "canary": {"steps": STEPS, "analysis": {"gates": [{"builtin": g, **extra}]}}})
+        ).strategy.canary.analysis.gates[0]
+        for g, extra in (
+            ("errorRate", {"max": 0.1}),
+            ("latencyP99", {"maxRatioToStable": 2}),
+            ("predictionShift", {"maxPSI": 0.2}),
+        )
+    }
     q = build_queries(plan, gates["errorRate"])
     canary = '{model_name="fraud",model_version="v2",track="canary"}'
     assert q["samples"] == f"sum(increase(modelroll_requests_total{canary}[10s]))"
-    assert q["errors"] == ('sum(increase(modelroll_requests_total{model_name="fraud",model_version="v2",'
-                           'track="canary",code=~"5.."}[10s]))')
+    assert q["errors"] == (
+        'sum(increase(modelroll_requests_total{model_name="fraud",model_version="v2",track="canary",code=~"5.."}[10s]))'
+    )
     q = build_queries(plan, gates["latencyP99"])
-    assert q["stable_p99"] == ('histogram_quantile(0.99, sum by (le) (increase(modelroll_request_duration_seconds_'
-                               'bucket{model_name="fraud",model_version="v1",track="stable"}[10s])))')
+    assert q["stable_p99"] == (
+        "histogram_quantile(0.99, sum by (le) (increase(modelroll_request_duration_seconds_"
+        'bucket{model_name="fraud",model_version="v1",track="stable"}[10s])))'
+    )
     q = build_queries(plan, gates["predictionShift"])
     assert q["canary_classes"] == f"sum by (class) (increase(modelroll_predictions_total{canary}[10s]))"
     query = 'x{v="{{canaryVersion}}",w="{{stableVersion}}"}[{{window}}]'
@@ -182,8 +199,15 @@ def test_queries_pick_canary_and_stable_by_version_and_track():
     assert build_queries(plan, custom) == {"result": 'x{v="v2",w="v1"}[10s]'}
 
 
-BG = {"type": "BlueGreen", "blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 5,
-                                         "prePromotionAnalysis": ANALYSIS, "postPromotionAnalysis": ANALYSIS}}
+BG = {
+    "type": "BlueGreen",
+    "blueGreen": {
+        "autoPromotionSeconds": 0,
+        "scaleDownDelaySeconds": 5,
+        "prePromotionAnalysis": ANALYSIS,
+        "postPromotionAnalysis": ANALYSIS,
+    },
+}
 
 
 def test_blue_green_pre_promotion_blocks_the_switch_until_a_pass():
@@ -234,8 +258,13 @@ def test_no_measurement_without_a_rollout(strategy):
 
 
 def test_a_bad_success_condition_is_an_invalid_spec_naming_the_field():
-    bad = {"type": "Canary", "canary": {"steps": STEPS, "analysis": {
-        "gates": [{"prometheus": {"query": "up", "successCondition": "__import__('os')"}}]}}}
+    bad = {
+        "type": "Canary",
+        "canary": {
+            "steps": STEPS,
+            "analysis": {"gates": [{"prometheus": {"query": "up", "successCondition": "__import__('os')"}}]},
+        },
+    }
     cluster = AnalysedCluster(spec("v1", bad))
     cluster.settle(T0)
     s = cluster.status
@@ -248,8 +277,9 @@ def test_status_view_prints_the_gates_as_a_table():
 
     cluster = rollout()
     cluster.measure(at(2), BAD)
-    text = status_view({"metadata": {"name": "fraud", "namespace": "ml"}, "spec": cluster.spec,
-                        "status": cluster.status})
+    text = status_view(
+        {"metadata": {"name": "fraud", "namespace": "ml"}, "spec": cluster.spec, "status": cluster.status}
+    )
     assert "Analysis:  Failed (canary" in text and "1 failed" in text
     header = next(line for line in text.splitlines() if line.startswith("GATE"))
     assert header.split() == ["GATE", "VALUE", "THRESHOLD", "VERDICT", "MESSAGE"]

@@ -63,8 +63,12 @@ class GateVerdict:
     message: str
 
     def as_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "verdict": self.verdict, "threshold": self.threshold,
-                               "message": self.message}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "verdict": self.verdict,
+            "threshold": self.threshold,
+            "message": self.message,
+        }
         if self.value is not None:
             out["value"] = round(self.value, 6)
         return out
@@ -89,8 +93,13 @@ def threshold_of(gate: Gate) -> str:
 def _not_enough(gate: Gate, data: GateData, min_samples: int) -> GateVerdict | None:
     have = data.samples or 0.0
     if data.samples is None or have < min_samples or have <= 0:
-        return GateVerdict(gate.name, INCONCLUSIVE, None, threshold_of(gate),
-                           f"need {min_samples} canary requests in the window, have {int(have)}")
+        return GateVerdict(
+            gate.name,
+            INCONCLUSIVE,
+            None,
+            threshold_of(gate),
+            f"need {min_samples} canary requests in the window, have {int(have)}",
+        )
     return None
 
 
@@ -98,9 +107,14 @@ def _error_rate(gate: Gate, data: GateData) -> GateVerdict:
     rate = (data.errors or 0.0) / (data.samples or 1.0)
     limit = gate.max or 0.0
     ok = rate <= limit
-    return GateVerdict(gate.name, PASS if ok else FAIL, rate, threshold_of(gate),
-                       f"canary 5xx share {_fmt(rate)} {'<=' if ok else '>'} {_fmt(limit)} "
-                       f"({int(data.errors or 0)} of {int(data.samples or 0)} requests)")
+    return GateVerdict(
+        gate.name,
+        PASS if ok else FAIL,
+        rate,
+        threshold_of(gate),
+        f"canary 5xx share {_fmt(rate)} {'<=' if ok else '>'} {_fmt(limit)} "
+        f"({int(data.errors or 0)} of {int(data.samples or 0)} requests)",
+    )
 
 
 def _usable(x: float | None) -> bool:
@@ -117,15 +131,21 @@ def _latency(gate: Gate, data: GateData) -> GateVerdict:
         detail = f"canary p99 {_fmt(p99)} ms"
     else:
         if not _usable(data.stable_p99):
-            return GateVerdict(gate.name, INCONCLUSIVE, p99, threshold,
-                               "stable served no requests in the window to compare latency with")
+            return GateVerdict(
+                gate.name,
+                INCONCLUSIVE,
+                p99,
+                threshold,
+                "stable served no requests in the window to compare latency with",
+            )
         stable_ms = float(data.stable_p99 or 0.0) * 1000.0
         limit = (gate.max_ratio_to_stable or 0.0) * stable_ms
         threshold = f"{threshold} ({_fmt(limit)} ms)"
         detail = f"canary p99 {_fmt(p99)} ms vs stable {_fmt(stable_ms)} ms"
     ok = p99 <= limit
-    return GateVerdict(gate.name, PASS if ok else FAIL, p99, threshold,
-                       f"{detail} {'<=' if ok else '>'} {_fmt(limit)} ms")
+    return GateVerdict(
+        gate.name, PASS if ok else FAIL, p99, threshold, f"{detail} {'<=' if ok else '>'} {_fmt(limit)} ms"
+    )
 
 
 def _shift(gate: Gate, data: GateData) -> GateVerdict:
@@ -141,14 +161,24 @@ def _shift(gate: Gate, data: GateData) -> GateVerdict:
         except ValueError:
             missing.append(what)
     if not found:
-        return GateVerdict(gate.name, INCONCLUSIVE, None, threshold,
-                           "no prediction distribution on both tracks in the window (stable idle, or the "
-                           "model exports neither classes nor confidence)")
+        return GateVerdict(
+            gate.name,
+            INCONCLUSIVE,
+            None,
+            threshold,
+            "no prediction distribution on both tracks in the window (stable idle, or the "
+            "model exports neither classes nor confidence)",
+        )
     psi, what = max(found)
     limit = gate.max_psi or 0.0
     ok = psi <= limit
-    return GateVerdict(gate.name, PASS if ok else FAIL, psi, threshold,
-                       f"PSI of {what} canary vs stable {_fmt(psi)} {'<=' if ok else '>'} {_fmt(limit)}")
+    return GateVerdict(
+        gate.name,
+        PASS if ok else FAIL,
+        psi,
+        threshold,
+        f"PSI of {what} canary vs stable {_fmt(psi)} {'<=' if ok else '>'} {_fmt(limit)}",
+    )
 
 
 def _custom(gate: Gate, data: GateData) -> GateVerdict:
@@ -165,10 +195,14 @@ def _custom(gate: Gate, data: GateData) -> GateVerdict:
         ok = evaluate_condition(condition, result)
     except ConditionError as e:
         return GateVerdict(gate.name, ERROR, shown, condition, str(e))
-    text = _fmt(result) if isinstance(result, float) else "[" + ", ".join(_fmt(x) for x in result[:5]) + \
-        (", …]" if len(result) > 5 else "]")
-    return GateVerdict(gate.name, PASS if ok else FAIL, shown, condition,
-                       f"result {text}: {condition} is {'true' if ok else 'false'}")
+    text = (
+        _fmt(result)
+        if isinstance(result, float)
+        else "[" + ", ".join(_fmt(x) for x in result[:5]) + (", …]" if len(result) > 5 else "]")
+    )
+    return GateVerdict(
+        gate.name, PASS if ok else FAIL, shown, condition, f"result {text}: {condition} is {'true' if ok else 'false'}"
+    )
 
 
 def evaluate_gate(gate: Gate, data: GateData | None, min_samples: int) -> GateVerdict:

@@ -108,8 +108,9 @@ async def query_measurement(plan: MeasurementPlan, url: str | None, now: datetim
     answers: dict[str, Series | QueryError] = {}
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            results = await asyncio.gather(*(query_prometheus(session, url, q, now) for q in distinct),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                *(query_prometheus(session, url, q, now) for q in distinct), return_exceptions=True
+            )
     except Exception as e:  # noqa: BLE001 - the session itself failed; every gate errors
         results = [e] * len(distinct)
     for promql, res in zip(distinct, results, strict=True):

@@ -91,9 +91,14 @@ def plan_measurement(
     run = current_run(status.get("analysis"), scope, revision)
     if run.get("outcome") or next_due_seconds(run, analysis, now) > 0:
         return None
-    return MeasurementPlan(scope=scope, revision=revision, analysis=analysis, model_name=name,
-                           canary_version=str(canary.get("version") or ""),
-                           stable_version=str(stable.get("version") or ""))
+    return MeasurementPlan(
+        scope=scope,
+        revision=revision,
+        analysis=analysis,
+        model_name=name,
+        canary_version=str(canary.get("version") or ""),
+        stable_version=str(stable.get("version") or ""),
+    )
 
 
 def build_queries(plan: MeasurementPlan, gate: Gate) -> dict[str, str]:

@@ -42,8 +42,18 @@ def parse_stamp(text: str | None, default: datetime) -> datetime:
 
 
 def build_run(scope: str, revision: str) -> dict[str, Any]:
-    return {"scope": scope, "revision": revision, "phase": RUNNING, "passed": 0, "failed": 0, "inconclusive": 0,
-            "errors": 0, "consecutiveErrors": 0, "gates": [], "message": "waiting for the first measurement"}
+    return {
+        "scope": scope,
+        "revision": revision,
+        "phase": RUNNING,
+        "passed": 0,
+        "failed": 0,
+        "inconclusive": 0,
+        "errors": 0,
+        "consecutiveErrors": 0,
+        "gates": [],
+        "message": "waiting for the first measurement",
+    }
 
 
 def current_run(previous: Mapping[str, Any] | None, scope: str, revision: str) -> dict[str, Any]:
@@ -105,15 +115,19 @@ def fold_measurement(
         assert worst is not None
         shown = f"{worst.value:.4g}" if worst.value is not None else "?"
         out["outcome"] = FAILED
-        out["message"] = (f"gate {worst.name} failed: value {shown}, threshold {worst.threshold} "
-                          f"({out['failed']} failed measurements, failureLimit {analysis.failure_limit}); "
-                          f"{worst.message}")
+        out["message"] = (
+            f"gate {worst.name} failed: value {shown}, threshold {worst.threshold} "
+            f"({out['failed']} failed measurements, failureLimit {analysis.failure_limit}); "
+            f"{worst.message}"
+        )
     elif out["consecutiveErrors"] > analysis.consecutive_error_limit:
         error = _worst(verdicts, ERROR)
         out["outcome"] = FAILED
-        out["message"] = (f"Prometheus could not be queried for {out['consecutiveErrors']} measurements in a row "
-                          f"(consecutiveErrorLimit {analysis.consecutive_error_limit}): "
-                          f"{error.message if error else 'error'}")
+        out["message"] = (
+            f"Prometheus could not be queried for {out['consecutiveErrors']} measurements in a row "
+            f"(consecutiveErrorLimit {analysis.consecutive_error_limit}): "
+            f"{error.message if error else 'error'}"
+        )
     return out, events
 
 
@@ -143,8 +157,13 @@ def describe(run: Mapping[str, Any]) -> str:
 
 
 def advance_run(
-    previous: Mapping[str, Any] | None, analysis: Analysis, scope: str, revision: str,
-    measurement: Measurement | None, step: int | None, restart: bool = False,
+    previous: Mapping[str, Any] | None,
+    analysis: Analysis,
+    scope: str,
+    revision: str,
+    measurement: Measurement | None,
+    step: int | None,
+    restart: bool = False,
 ) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
     """The (scope, revision) run from status, restarted if asked (a retry), with the
     measurement folded in: what a strategy stores under ``status.analysis``."""
