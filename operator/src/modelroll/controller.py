@@ -40,6 +40,8 @@ class Controller:
         self._failures: dict[Key, int] = {}
         self._soon: set[Key] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._leading = asyncio.Event()  # workers take keys only while set (leader election)
+        self._leading.set()
 
     # --- queue ------------------------------------------------------------------------------
     def enqueue(self, key: Key) -> None:
@@ -74,6 +76,15 @@ class Controller:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def lead(self, leading: bool) -> None:
+        """Start or stop taking keys off the queue; a new leader re-plans every cached object."""
+        if not leading:
+            self._leading.clear()
+            return
+        self._leading.set()
+        for key in list(self.cache.parents):
+            self.enqueue(key)
+
     def healthy(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
@@ -85,7 +96,11 @@ class Controller:
 
     async def _worker(self) -> None:
         while True:
+            await self._leading.wait()
             key = await self._queue.get()
+            if not self._leading.is_set():  # leadership lost while waiting: leave it queued
+                self._queue.put_nowait(key)
+                continue
             self._queued.discard(key)
             self._processing.add(key)
             try:

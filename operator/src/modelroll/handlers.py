@@ -7,19 +7,20 @@ or metadata, and GitOps tools see no drift.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import kopf
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
-
 from modelroll_contract import LABEL_MANAGED_BY, MANAGED_BY_VALUE
 
 from . import metrics
 from .cache import Cache
 from .controller import Controller, event_object
 from .kube import FIELD_MANAGER, Kube
+from .leader import LeaderElector, in_cluster_namespace
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ class State:
     cache = Cache()
     controller: Controller | None = None
     runner: Any = None
+    elector: LeaderElector | None = None
+    election: asyncio.Task[None] | None = None
 
 
 def configure(settings: Settings) -> None:
@@ -50,17 +53,54 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     client = AsyncClient(config=KubeConfig.from_env(), field_manager=FIELD_MANAGER)
     State.controller = Controller(State.settings, Kube(client), State.cache)
+    _start_election(client)
     await State.controller.start()
     State.runner = await metrics.serve(
-        State.settings.metrics_port, State.cache.phases, State.controller.healthy
+        State.settings.metrics_port, State.cache.phases, _healthy, lambda: State.cache.parents.values()
     )
     log.info("modelroll operator started (namespaces: %s)", ", ".join(State.settings.namespaces) or "all")
+
+
+def _start_election(client: AsyncClient) -> None:
+    """With leader election on, reconcile only while holding the Lease (watches run regardless,
+    so a standby's cache is warm when it takes over)."""
+    settings, controller = State.settings, State.controller
+    assert controller is not None
+    if not settings.leader_election:
+        metrics.LEADER.set(1)
+        return
+
+    def on_change(leading: bool) -> None:
+        controller.lead(leading)
+        metrics.LEADER.set(1 if leading else 0)
+
+    on_change(False)
+    State.elector = LeaderElector(
+        client,
+        settings.leader_election_namespace or in_cluster_namespace() or "default",
+        settings.leader_election_lease,
+        on_change,
+        lease_seconds=settings.lease_seconds,
+        renew_deadline=settings.renew_deadline_seconds,
+        retry=settings.retry_seconds,
+    )
+    State.election = asyncio.create_task(State.elector.run())
+
+
+def _healthy() -> bool:
+    election_alive = State.election is None or not State.election.done()
+    return State.controller is not None and State.controller.healthy() and election_alive
 
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     if State.controller:
         await State.controller.stop()
+    if State.election:
+        State.election.cancel()
+        await asyncio.gather(State.election, return_exceptions=True)
+    if State.elector:
+        await State.elector.release()  # after the workers stopped: never two leaders acting
     if State.runner:
         await State.runner.cleanup()
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,6 +22,11 @@ API_WRITES = Counter(
     "modelroll_operator_api_writes_total", "Write requests sent to the Kubernetes API.", ["verb", "kind"]
 )
 
+LEADER = Gauge(
+    "modelroll_operator_leader", "1 while this replica reconciles (holds the leader Lease, or election is off)."
+)
+PHASES = ("Pending", "Progressing", "Paused", "Healthy", "Degraded", "Failed")
+
 
 class PhaseCollector(Collector):
     """ModelDeployments by phase, read from the cache at scrape time."""
@@ -35,8 +41,45 @@ class PhaseCollector(Collector):
         yield family
 
 
-async def serve(port: int, phases: Callable[[], dict[str, int]], healthy: Callable[[], bool]) -> web.AppRunner:
+class ObjectCollector(Collector):
+    """Each ModelDeployment's phase, traffic weights and canary step, from its cached status
+    (what the Grafana dashboard draws next to the model servers' own metrics)."""
+
+    def __init__(self, parents: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self.parents = parents
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["model_namespace", "model_name"]
+        phase = GaugeMetricFamily(
+            "modelroll_modeldeployment_phase", "1 for the ModelDeployment's status.phase, 0 for the others.",
+            labels=[*labels, "phase"],
+        )  # fmt: skip
+        weight = GaugeMetricFamily(
+            "modelroll_modeldeployment_weight", "status.weights: traffic percent per track.", labels=[*labels, "track"]
+        )
+        step = GaugeMetricFamily("modelroll_modeldeployment_step", "status.currentStep (Canary).", labels=labels)
+        for obj in list(self.parents()):
+            meta, status = obj["metadata"], obj.get("status") or {}
+            ident = [meta["namespace"], meta["name"]]
+            current = status.get("phase") or "Pending"
+            for name in PHASES:
+                phase.add_metric([*ident, name], 1.0 if name == current else 0.0)
+            for track, value in sorted((status.get("weights") or {}).items()):
+                weight.add_metric([*ident, track], float(value))
+            if isinstance(status.get("currentStep"), int):
+                step.add_metric(ident, float(status["currentStep"]))
+        yield from (phase, weight, step)
+
+
+async def serve(
+    port: int,
+    phases: Callable[[], dict[str, int]],
+    healthy: Callable[[], bool],
+    parents: Callable[[], Iterable[dict[str, Any]]] | None = None,
+) -> web.AppRunner:
     REGISTRY.register(PhaseCollector(phases))
+    if parents is not None:
+        REGISTRY.register(ObjectCollector(parents))
 
     async def metrics_handler(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -28,6 +28,13 @@ class Settings:
     metrics_port: int = 8081  # /metrics and /healthz
     workers: int = 8  # concurrent reconciles
     prometheus_url: str | None = None
+    # Leader election on a Lease (off for local runs; the Helm chart turns it on).
+    leader_election: bool = False
+    leader_election_namespace: str = ""  # empty: the Pod's own namespace, else "default"
+    leader_election_lease: str = "modelroll-operator"
+    lease_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_seconds: float = 2.0
 
     @property
     def clusterwide(self) -> bool:
@@ -70,7 +77,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     prometheus = env.get("MODELROLL_PROMETHEUS_URL") or None
     if prometheus and not prometheus.startswith(("http://", "https://")):
         raise SettingsError(f"MODELROLL_PROMETHEUS_URL={prometheus!r} must be an http(s) URL")
+    lease = _number(env, "MODELROLL_LEADER_ELECTION_LEASE_SECONDS", 15.0, 2, 3600)
+    deadline = _number(env, "MODELROLL_LEADER_ELECTION_RENEW_DEADLINE_SECONDS", 10.0, 1, 3600)
+    retry = _number(env, "MODELROLL_LEADER_ELECTION_RETRY_SECONDS", 2.0, 0.1, 3600)
+    if not retry < deadline < lease:
+        raise SettingsError(
+            "MODELROLL_LEADER_ELECTION_RETRY_SECONDS < MODELROLL_LEADER_ELECTION_RENEW_DEADLINE_SECONDS"
+            f" < MODELROLL_LEADER_ELECTION_LEASE_SECONDS must hold (got {retry:g} < {deadline:g} < {lease:g})"
+        )
+    lease_name = env.get("MODELROLL_LEADER_ELECTION_LEASE", "").strip() or "modelroll-operator"
     return Settings(
+        leader_election=_bool(env, "MODELROLL_LEADER_ELECTION", False),
+        leader_election_namespace=env.get("MODELROLL_LEADER_ELECTION_NAMESPACE", "").strip(),
+        leader_election_lease=lease_name,
+        lease_seconds=lease,
+        renew_deadline_seconds=deadline,
+        retry_seconds=retry,
         namespaces=namespaces,
         server_image=image,
         resync_seconds=_number(env, "MODELROLL_RESYNC_SECONDS", 300.0, 0.5, 86400.0),
