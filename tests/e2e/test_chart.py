@@ -9,13 +9,29 @@ ServiceAccount: the same identity, the same RBAC, the same API server.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import launcher  # tests/cluster, on sys.path via tests/conftest.py
 import pytest
 import yaml
+
+from tests.e2e.operator_helpers import (
+    apply,
+    events_of,
+    free_port,
+    manifest,
+    phase_is,
+    plugin,
+    scrape,
+    stable_version_is,
+    status_of,
+    total,
+)
+from tests.helpers import get_json, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -161,3 +177,227 @@ def test_pod_runs_restricted_and_configured_from_values() -> None:
     }
     pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == "50%"
+
+
+# --- installed: the operator as the chart's ServiceAccount ---------------------------------------
+
+CANARY = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
+
+
+@dataclass
+class Release:
+    name: str
+    namespace: str
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.name}-modelroll"
+
+
+def install(kubectl, *values: str) -> Release:
+    """helm install into a fresh namespace that enforces the restricted Pod Security Standard."""
+    rel = Release(name=f"mr-{uuid.uuid4().hex[:6]}", namespace=f"mr-{uuid.uuid4().hex[:6]}")
+    kubectl("create", "namespace", rel.namespace)
+    kubectl("label", "namespace", rel.namespace, "pod-security.kubernetes.io/enforce=restricted")
+    helm("install", rel.name, str(CHART), "-n", rel.namespace, *values)
+    return rel
+
+
+def uninstall(kubectl, rel: Release) -> None:
+    helm("uninstall", rel.name, "-n", rel.namespace, "--wait=false", check=False)
+    kubectl("delete", "namespace", rel.namespace, "--wait=false", check=False)
+
+
+def sa_kubeconfig(kubectl, admin_kubeconfig: Path, rel: Release, path: Path) -> Path:
+    """A kubeconfig holding only a token of the chart's ServiceAccount (never the admin's cert)."""
+    token = kubectl("create", "token", rel.fullname, "-n", rel.namespace, "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {k: cluster[k] for k in ("server", "certificate-authority-data")}}],
+        "users": [{"name": rel.fullname, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": rel.fullname}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    who = subprocess.run(
+        ["kubectl", "--kubeconfig", str(path), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+        capture_output=True,
+        text=True,
+    )
+    assert who.stdout == f"system:serviceaccount:{rel.namespace}:{rel.fullname}", who.stderr
+    return path
+
+
+def operator_env(kubectl, rel: Release, pod_name: str) -> dict[str, str]:
+    """The environment the chart gives the operator container (fieldRefs filled in as the kubelet would)."""
+    dep = get_json(kubectl, "deployment", rel.fullname, "-n", rel.namespace)
+    env: dict[str, str] = {}
+    for var in dep["spec"]["template"]["spec"]["containers"][0]["env"]:
+        ref = (var.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+        env[var["name"]] = {"metadata.namespace": rel.namespace, "metadata.name": pod_name}.get(
+            ref, var.get("value", "")
+        )
+    env.update(MODELROLL_METRICS_PORT=str(free_port()), MODELROLL_LOG_JSON="false", MODELROLL_RESYNC_SECONDS="2")
+    return env
+
+
+def start(run_operator, kubectl, rel, sa_config: Path, pod_name: str, **extra: str):
+    env = {**operator_env(kubectl, rel, pod_name), "KUBECONFIG": str(sa_config), **extra}
+    proc = run_operator(env=env, log_name=pod_name)
+    proc.metrics_port = int(env["MODELROLL_METRICS_PORT"])
+    wait_for(lambda: scrape(proc.metrics_port), timeout=30, message=lambda: f"{pod_name} metrics; log:\n{proc.log()}")
+    return proc
+
+
+def describe(kubectl, namespace, name, *procs):
+    return lambda: f"status {status_of(kubectl, namespace, name)}\n" + "\n".join(p.log()[-2000:] for p in procs)
+
+
+@pytest.fixture(scope="module")
+def clusterwide(kubectl, install_crds, gateway_crds):
+    rel = install(kubectl)
+    yield rel
+    uninstall(kubectl, rel)
+
+
+def test_install_runs_restricted_and_grants_nothing_beyond_the_rules(kubectl, clusterwide):
+    rel = clusterwide
+    # The Deployment's Pods (kwok fakes) were admitted under `enforce: restricted`.
+    kubectl("rollout", "status", f"deployment/{rel.fullname}", "-n", rel.namespace, "--timeout=60s")
+    pods = get_json(kubectl, "pods", "-n", rel.namespace, "-l", f"app.kubernetes.io/instance={rel.name}")["items"]
+    assert len(pods) == 2
+    sa = f"system:serviceaccount:{rel.namespace}:{rel.fullname}"
+
+    def can(*args: str) -> bool:
+        return kubectl("auth", "can-i", "--as", sa, *args, check=False).stdout.strip() == "yes"
+
+    assert can("patch", "deployments.apps", "-A") and can("watch", "modeldeployments.modelroll.io", "-A")
+    assert can("patch", "modeldeployments.modelroll.io", "--subresource=status", "-n", "default")
+    assert not can("get", "secrets", "-A") and not can("list", "secrets", "-n", "default")
+    assert not can("update", "modeldeployments.modelroll.io", "-n", "default")  # spec is never written
+    assert not can("patch", "modeldeployments.modelroll.io", "-n", "default")
+    assert not can("get", "deployments.apps", "-n", "default")  # reads come from watches
+    assert not can("create", "pods", "-n", "default")
+    assert can("update", "leases.coordination.k8s.io/" + rel.fullname, "-n", rel.namespace)
+    assert not can("update", "leases.coordination.k8s.io/kube-scheduler", "-n", "kube-system")
+
+
+def test_canary_to_promotion_as_the_chart_service_account_and_gitops_sees_no_drift(
+    kubectl, kubeconfig, clusterwide, namespace, run_operator, tmp_path
+):
+    rel = clusterwide
+    sa = sa_kubeconfig(kubectl, kubeconfig, rel, tmp_path / "sa-kubeconfig")
+    op = start(run_operator, kubectl, rel, sa, "op-solo")
+    apply(kubectl, namespace, manifest("fraud", "v1", 2, strategy=CANARY))
+    wait_for(
+        stable_version_is(kubectl, namespace, "fraud", "v1"), 90, message=describe(kubectl, namespace, "fraud", op)
+    )
+    apply(kubectl, namespace, manifest("fraud", "v2", 2, strategy=CANARY))
+    status = wait_for(
+        phase_is(kubectl, namespace, "fraud", "Paused", currentStep=1),
+        90,
+        message=describe(kubectl, namespace, "fraud", op),
+    )
+    assert status["weights"] == {"stable": 50, "canary": 50}
+    plugin(kubeconfig, "promote", "fraud", "-n", namespace)
+    status = wait_for(
+        lambda: (s := stable_version_is(kubectl, namespace, "fraud", "v2")()) and "canary" not in s and s,
+        90,
+        message=describe(kubectl, namespace, "fraud", op),
+    )
+    assert [h["version"] for h in status["history"]] == ["v2", "v1"]
+    assert "Promoted" in [e["reason"] for e in events_of(kubectl, namespace, "fraud")]  # events: create
+    assert "forbidden" not in op.log().lower()
+
+    # GitOps: applying the same manifest again changes nothing — the operator never wrote spec.
+    text = manifest("fraud", "v2", 2, strategy=CANARY)
+    before = get_json(kubectl, "mdep", "fraud", "-n", namespace)["metadata"]
+    diff = kubectl("diff", "--server-side", "-n", namespace, "-f", "-", input=text, check=False)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    apply(kubectl, namespace, text)
+    after = get_json(kubectl, "mdep", "fraud", "-n", namespace, "--show-managed-fields")["metadata"]
+    assert (after["resourceVersion"], after["generation"]) == (before["resourceVersion"], before["generation"])
+    # The operator's field manager owns status only; spec belongs to whoever applied the manifest.
+    fields = {(m["manager"], m.get("subresource", "")): m["fieldsV1"] for m in after["managedFields"]}
+    assert "f:spec" not in json.dumps([v for k, v in fields.items() if k[0] != "kubectl"]), list(fields)
+    assert fields[("modelroll", "status")].keys() == {"f:status"}, list(fields)
+
+
+def test_one_verb_less_and_the_rollout_visibly_fails(
+    kubectl, kubeconfig, clusterwide, namespace, run_operator, tmp_path
+):
+    """Proof that the RBAC test is real: without `patch` on Deployments nothing rolls out."""
+    rel = clusterwide
+    role = get_json(kubectl, "clusterrole", rel.fullname)
+    crippled = json.loads(json.dumps(role))
+    for rule in crippled["rules"]:
+        if rule["apiGroups"] == ["apps"] and rule["resources"] == ["deployments"]:
+            rule["verbs"].remove("patch")
+    for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+        crippled["metadata"].pop(key, None)
+    kubectl("replace", "-f", "-", input=json.dumps(crippled))
+    try:
+        sa = sa_kubeconfig(kubectl, kubeconfig, rel, tmp_path / "sa-kubeconfig")
+        op = start(run_operator, kubectl, rel, sa, "op-crippled")
+        apply(kubectl, namespace, manifest("fraud", "v1", 2, strategy=CANARY))
+        wait_for(
+            lambda: re.search(r'cannot patch resource \\?"deployments\\?" in API group \\?"apps\\?"', op.log()),
+            timeout=60,
+            message=lambda: f"a 403 on patching deployments; log:\n{op.log()[-3000:]}",
+        )
+        assert status_of(kubectl, namespace, "fraud").get("phase") != "Healthy"
+        assert not get_json(kubectl, "deployments", "-n", namespace)["items"]
+    finally:
+        role["metadata"].pop("resourceVersion", None)
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(role))
+
+
+def test_two_replicas_one_leader_and_the_standby_finishes_the_rollout(
+    kubectl, kubeconfig, install_crds, gateway_crds, namespace, run_operator, tmp_path
+):
+    """Namespaced mode (a Role in the watched namespace only), leader election as the chart sets it."""
+    rel = install(kubectl, "--set", f"watchNamespaces={{{namespace}}}")
+    try:
+        assert kubectl("get", "clusterrole", rel.fullname, check=False).returncode != 0
+        sa = sa_kubeconfig(kubectl, kubeconfig, rel, tmp_path / "sa-kubeconfig")
+        a = start(run_operator, kubectl, rel, sa, "op-a")
+        wait_for(lambda: scrape(a.metrics_port).get("modelroll_operator_leader") == 1.0, 30, message=lambda: a.log())
+        b = start(run_operator, kubectl, rel, sa, "op-b")
+        apply(kubectl, namespace, manifest("fraud", "v1", 2, strategy=CANARY))
+        wait_for(
+            stable_version_is(kubectl, namespace, "fraud", "v1"),
+            90,
+            message=describe(kubectl, namespace, "fraud", a, b),
+        )
+        apply(kubectl, namespace, manifest("fraud", "v2", 2, strategy=CANARY))
+        wait_for(
+            phase_is(kubectl, namespace, "fraud", "Paused", currentStep=1),
+            90,
+            message=describe(kubectl, namespace, "fraud", a, b),
+        )
+        # Only the leader acted; the standby's cache is warm (it sees the object) but it wrote nothing.
+        standby = scrape(b.metrics_port)
+        assert standby["modelroll_operator_leader"] == 0.0
+        assert total(standby, "modelroll_operator_api_writes_total") == 0
+        assert total(standby, "modelroll_operator_reconciles_total") == 0
+        assert standby.get('modelroll_operator_objects{phase="Paused"}') == 1.0
+        assert total(scrape(a.metrics_port), "modelroll_operator_api_writes_total") > 0
+        lease = get_json(kubectl, "lease", rel.fullname, "-n", rel.namespace)
+        assert lease["spec"]["holderIdentity"] == f"op-a_{a.pid}"
+
+        a.kill()  # SIGKILL: no release; b must wait for the Lease to expire
+        plugin(kubeconfig, "promote", "fraud", "-n", namespace)
+        wait_for(
+            lambda: (s := stable_version_is(kubectl, namespace, "fraud", "v2")()) and "canary" not in s and s,
+            90,
+            message=describe(kubectl, namespace, "fraud", b),
+        )
+        assert scrape(b.metrics_port)["modelroll_operator_leader"] == 1.0
+        lease = get_json(kubectl, "lease", rel.fullname, "-n", rel.namespace)
+        assert lease["spec"]["holderIdentity"] == f"op-b_{b.pid}" and lease["spec"]["leaseTransitions"] == 1
+        assert "forbidden" not in (a.log() + b.log()).lower()
+    finally:
+        uninstall(kubectl, rel)
