@@ -9,6 +9,7 @@ ServiceAccount: the same identity, the same RBAC, the same API server.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import uuid
@@ -286,7 +287,7 @@ def test_install_runs_restricted_and_grants_nothing_beyond_the_rules(kubectl, cl
 
 
 def test_canary_to_promotion_as_the_chart_service_account_and_gitops_sees_no_drift(
-    kubectl, kubeconfig, clusterwide, namespace, run_operator, tmp_path
+    kubectl, kubeconfig, clusterwide, namespace, run_operator, tmp_path, argocd_lua
 ):
     rel = clusterwide
     sa = sa_kubeconfig(kubectl, kubeconfig, rel, tmp_path / "sa-kubeconfig")
@@ -324,6 +325,8 @@ def test_canary_to_promotion_as_the_chart_service_account_and_gitops_sees_no_dri
     fields = {(m["manager"], m.get("subresource", "")): m["fieldsV1"] for m in after["managedFields"]}
     assert "f:spec" not in json.dumps([v for k, v in fields.items() if k[0] != "kubectl"]), list(fields)
     assert fields[("modelroll", "status")].keys() == {"f:status"}, list(fields)
+    # ... and Argo CD's health check reads the live object as Healthy.
+    assert argocd_lua([get_json(kubectl, "mdep", "fraud", "-n", namespace)])[0]["status"] == "Healthy"
 
 
 def test_one_verb_less_and_the_rollout_visibly_fails(
@@ -401,3 +404,57 @@ def test_two_replicas_one_leader_and_the_standby_finishes_the_rollout(
         assert "forbidden" not in (a.log() + b.log()).lower()
     finally:
         uninstall(kubectl, rel)
+
+
+# --- GitOps: the Argo CD health check under Argo CD's own Lua interpreter (gopher-lua) ---------
+
+ARGOCD_LUA = ROOT / "docs" / "gitops" / "argocd-health.lua"
+
+
+def _md(generation: int, **status) -> dict:
+    return {"metadata": {"name": "fraud", "generation": generation}, **({"status": status} if status else {})}
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (_md(1), "Progressing"),  # no status yet
+        (_md(2, phase="Healthy", observedGeneration=2, message="v2 serving"), "Healthy"),
+        (_md(3, phase="Healthy", observedGeneration=2), "Progressing"),  # new commit not yet seen
+        (_md(2, phase="Progressing", observedGeneration=2), "Progressing"),
+        (_md(2, phase="Pending", observedGeneration=2), "Progressing"),
+        (_md(2, phase="Paused", observedGeneration=2, message="step 2/2: paused"), "Suspended"),
+        (_md(2, phase="Degraded", observedGeneration=2, message="AnalysisFailed"), "Degraded"),
+        (_md(2, phase="Failed", observedGeneration=2), "Degraded"),
+    ],
+)
+def test_argocd_health_check(obj, expected, argocd_lua):
+    (result,) = argocd_lua([obj])
+    assert result["status"] == expected
+    if "message" in obj.get("status", {}):
+        assert result["message"] == obj["status"]["message"]
+
+
+@pytest.fixture(scope="module")
+def argocd_lua(tmp_path_factory):
+    """run([obj, ...]) -> [{status, message}]: the health script run as Argo CD runs it."""
+    exe = tmp_path_factory.mktemp("argocd-lua") / "argocd-lua"
+    build = subprocess.run(
+        ["go", "build", "-o", str(exe), "."],
+        cwd=ROOT / "tests" / "e2e" / "data" / "argocd-lua",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"},
+        timeout=300,
+    )
+    if build.returncode != 0:
+        pytest.fail(f"step 'build the gopher-lua runner': {build.stderr}")
+
+    def run(objs: list[dict]) -> list[dict]:
+        proc = subprocess.run(
+            [str(exe), str(ARGOCD_LUA)], input=json.dumps(objs), capture_output=True, text=True, timeout=30
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    return run
