@@ -137,9 +137,7 @@ def serving(cfg: Config, model: Path, workers: int, cache: Path, logf: Path) -> 
             if proc.poll() is not None:
                 raise RuntimeError(f"{cfg.server} exited with {proc.returncode}; see {logf}")
             try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/v2/models/model/ready", timeout=2
-                ) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/model/ready", timeout=2) as r:
                     if r.status == 200:
                         break
             except OSError:

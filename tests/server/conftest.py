@@ -54,9 +54,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     from sklearn.linear_model import LogisticRegression
 
     d = tmp_path_factory.mktemp("models")
-    X, y = make_classification(
-        n_samples=400, n_features=N_FEATURES, n_informative=8, n_classes=3, random_state=0
-    )
+    X, y = make_classification(n_samples=400, n_features=N_FEATURES, n_informative=8, n_classes=3, random_state=0)
     lr = LogisticRegression(max_iter=300).fit(X, y)
     rf = RandomForestClassifier(n_estimators=8, max_depth=6, random_state=0).fit(X, y)
     hgb = HistGradientBoostingClassifier(max_iter=5).fit(X, y)
@@ -102,8 +100,9 @@ class Server:
     def infer(self, rows: np.ndarray, **extra: object) -> requests.Response:
         rows = np.asarray(rows, dtype=float)
         body = {
-            "inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP64",
-                        "data": rows.ravel().tolist()}],  # fmt: skip
+            "inputs": [
+                {"name": "x", "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}
+            ],  # fmt: skip
             **extra,
         }
         return self.post(f"/v2/models/{self.name}/infer", json=body)

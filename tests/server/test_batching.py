@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
-
 from conftest import running_server
 
 pytestmark = pytest.mark.server

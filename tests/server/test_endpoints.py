@@ -73,9 +73,7 @@ def test_v2_predict_proba_output(lr_server, models):
     outs = {o["name"]: o for o in r.json()["outputs"]}
     proba = outs["predict_proba"]
     assert proba["shape"] == [4, 3] and proba["datatype"] == "FP64"
-    np.testing.assert_allclose(
-        np.array(proba["data"]).reshape(4, 3), models.lr.predict_proba(rows), rtol=1e-12
-    )
+    np.testing.assert_allclose(np.array(proba["data"]).reshape(4, 3), models.lr.predict_proba(rows), rtol=1e-12)
     assert outs["predict"]["data"] == models.lr.predict(rows).tolist()
 
 

@@ -7,7 +7,6 @@ import socket
 import numpy as np
 import pytest
 import requests
-
 from conftest import running_server
 
 pytestmark = pytest.mark.server
@@ -123,7 +122,9 @@ def test_nan_accepted_by_a_model_that_takes_missing_values(models, tmp_path):
 
 
 def test_body_over_the_limit(lr_server):
-    body = b'{"inputs":[{"name":"x","shape":[1,20],"datatype":"FP64","data":[' + b"0.5," * (5 * 1024 * 1024) + b"0.5]}]}"
+    body = (
+        b'{"inputs":[{"name":"x","shape":[1,20],"datatype":"FP64","data":[' + b"0.5," * (5 * 1024 * 1024) + b"0.5]}]}"
+    )
     assert len(body) > 16 * 1024 * 1024
     r = lr_server.post("/v2/models/lr/infer", data=body)
     assert_error(r, 413, "larger than the limit of 16777216 bytes")
@@ -132,6 +133,7 @@ def test_body_over_the_limit(lr_server):
 
 def test_body_over_a_configured_limit_chunked(models, tmp_path):
     with running_server(tmp_path, models.paths["lr"], "lr", ["--max-body-bytes", "1000"]) as s:
+
         def gen():
             for _ in range(10):
                 yield b"x" * 500

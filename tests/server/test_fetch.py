@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, server_env, wait_until
 
 pytestmark = pytest.mark.server
@@ -136,7 +135,6 @@ def test_s3_signature_matches_botocore():
     import botocore.auth
     import botocore.credentials
     from botocore.awsrequest import AWSRequest
-
     from modelroll_server.fetch import s3_request
 
     env = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",
@@ -148,9 +146,7 @@ def test_s3_signature_matches_botocore():
         creds = botocore.credentials.Credentials(env["AWS_ACCESS_KEY_ID"],
                                                  env["AWS_SECRET_ACCESS_KEY"], env["AWS_SESSION_TOKEN"])  # fmt: skip
         botocore.auth.S3SigV4Auth(creds, "s3", "eu-west-1").add_auth(req)
-        when = datetime.datetime.strptime(req.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(
-            tzinfo=datetime.UTC
-        )
+        when = datetime.datetime.strptime(req.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
         url2, ours = s3_request("models", "fraud/v7/model file+1.joblib", e, when)
         assert url2 == url
         assert ours["authorization"] == req.headers["Authorization"]

@@ -8,11 +8,10 @@ import subprocess
 from unittest import mock
 
 import joblib
+import modelroll_test_models as tm
 import pytest
 import requests
-
 from conftest import running_server, sha256_of, spawn_server, wait_until
-import modelroll_test_models as tm
 
 pytestmark = pytest.mark.server
 
@@ -78,6 +77,7 @@ def test_not_ready_until_loaded(models, tmp_path):
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
+
         def live() -> bool:
             try:
                 return requests.get(url + "/v2/health/live", timeout=1).status_code == 200

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import running_server
 
 pytestmark = pytest.mark.server
@@ -13,9 +12,7 @@ LABELS = 'model_name="rf",model_version="v2",track="canary"'
 
 
 def test_metrics_move_by_exactly_what_was_sent(models, tmp_path):
-    with running_server(
-        tmp_path, models.paths["rf"], "rf", ["--version", "v2", "--track", "canary"]
-    ) as s:
+    with running_server(tmp_path, models.paths["rf"], "rf", ["--version", "v2", "--track", "canary"]) as s:
         before = s.metrics()
         assert before[f"modelroll_inflight_requests{{{LABELS}}}"] == 0
         assert before[f"modelroll_model_load_seconds{{{LABELS}}}"] > 0
@@ -30,14 +27,14 @@ def test_metrics_move_by_exactly_what_was_sent(models, tmp_path):
         def delta(key: str) -> float:
             return after.get(key, 0.0) - before.get(key, 0.0)
 
-        req = "modelroll_requests_total{%s,protocol=\"%s\",code=\"%s\"}"
+        req = 'modelroll_requests_total{%s,protocol="%s",code="%s"}'
         assert delta(req % (LABELS, "v2", 200)) == 3
         assert delta(req % (LABELS, "v1", 200)) == 1
         assert delta(req % (LABELS, "v2", 400)) == 1
-        lat = "modelroll_request_duration_seconds_count{%s,protocol=\"%s\"}"
+        lat = 'modelroll_request_duration_seconds_count{%s,protocol="%s"}'
         assert delta(lat % (LABELS, "v2")) == 4 and delta(lat % (LABELS, "v1")) == 1
         assert delta(f'modelroll_request_duration_seconds_bucket{{{LABELS},protocol="v2",le="+Inf"}}') == 4
-        assert delta(f"modelroll_request_duration_seconds_sum{{{LABELS},protocol=\"v2\"}}") > 0
+        assert delta(f'modelroll_request_duration_seconds_sum{{{LABELS},protocol="v2"}}') > 0
         # requests were sent one at a time, so each was its own batch
         assert delta(f"modelroll_batch_size_count{{{LABELS}}}") == 4
         assert delta(f"modelroll_batch_size_sum{{{LABELS}}}") == 35

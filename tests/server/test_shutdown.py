@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from conftest import running_server, wait_until
 
 pytestmark = pytest.mark.server

@@ -10,6 +10,7 @@ finish, closes idle keep-alive connections and returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -116,8 +117,11 @@ class App:
             "versions": [self.s.version],
             "platform": "sklearn",
             "inputs": [
-                {"name": "input-0", "datatype": "FP64",
-                 "shape": [-1, m.n_features if m.n_features is not None else -1]}  # fmt: skip
+                {
+                    "name": "input-0",
+                    "datatype": "FP64",
+                    "shape": [-1, m.n_features if m.n_features is not None else -1],
+                }  # fmt: skip
             ],
             "outputs": outputs,
             "parameters": {
@@ -259,10 +263,7 @@ class App:
             self.finish(conn, slot, proto, t0, 500, error_body(msg))
             return
         try:
-            if proto == V2:
-                body = encode_v2(self.s.name, self.s.version, rid, pred, proba)
-            else:
-                body = encode_v1(pred, proba)
+            body = encode_v2(self.s.name, self.s.version, rid, pred, proba) if proto == V2 else encode_v1(pred, proba)
         except Exception as e:
             log.exception("cannot encode a response")
             self.finish(conn, slot, proto, t0, 500, error_body(f"cannot encode the output: {e}"))
@@ -302,10 +303,8 @@ class Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         self.app.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -2,9 +2,10 @@
 
 The batch is flushed on the event loop's next turn, so it holds exactly the requests whose
 bytes arrived while the previous batch was being computed: one lone client is answered with
-no added wait, and under load the batch grows by itself. ``max_wait`` (optional) holds a
-batch open a little longer, but never while every open connection is already waiting on it,
-since then nothing else can arrive. Each job gets exactly its own rows back, in order.
+no added wait (when every open connection is waiting on the batch it runs at once, since
+nothing else can join it), and under load the batch grows by itself. ``max_wait``
+(optional) holds a batch open a little longer for requests still on their way.
+Each job gets exactly its own rows back, in order.
 """
 
 from __future__ import annotations
@@ -63,13 +64,13 @@ class Batcher:
     def submit(self, job: Job) -> None:
         self.pending.append(job)
         self.rows += job.n
+        if len(self.pending) >= self.open_connections():
+            # every open connection is waiting on this batch: nothing else can join it
+            self.flush()
+            return
         if self._soon is not None:
             return
-        if (
-            self.max_wait_s <= 0
-            or self.rows >= self.max_batch_size
-            or len(self.pending) >= self.open_connections()
-        ):
+        if self.max_wait_s <= 0 or self.rows >= self.max_batch_size:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -78,7 +79,9 @@ class Batcher:
             self._timer = self.loop.call_later(self.max_wait_s, self.flush)
 
     def flush(self) -> None:
-        self._soon = None
+        if self._soon is not None:  # called directly: the scheduled turn is not needed
+            self._soon.cancel()
+            self._soon = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

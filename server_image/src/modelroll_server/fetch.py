@@ -10,6 +10,7 @@ the image stays small.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import hmac
@@ -97,20 +98,16 @@ def s3_request(
         headers["x-amz-security-token"] = token
     signed = ";".join(sorted(headers))
     canonical = "\n".join(
-        ["GET", path, "", "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed,
-         payload_hash]  # fmt: skip
+        ["GET", path, "", "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), signed, payload_hash]  # fmt: skip
     )
     scope = f"{date}/{region}/s3/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     k = ("AWS4" + secret).encode()
     for part in (date, region, "s3", "aws4_request"):
         k = hmac.new(k, part.encode(), hashlib.sha256).digest()
     signature = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
     headers["authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={access}/{scope}, SignedHeaders={signed}, "
-        f"Signature={signature}"
+        f"AWS4-HMAC-SHA256 Credential={access}/{scope}, SignedHeaders={signed}, Signature={signature}"
     )
     del headers["host"]  # urllib sets it from the URL
     return url, headers
@@ -172,16 +169,11 @@ def fetch(uri: str, dest: str, digest: str | None, environ: dict[str, str] | Non
             os.fsync(out.fileno())
         actual = h.hexdigest()
         if expected is not None and actual != expected:
-            raise FetchError(
-                f"digest mismatch for {_redact(uri)}: expected sha256:{expected}, "
-                f"got sha256:{actual}"
-            )
+            raise FetchError(f"digest mismatch for {_redact(uri)}: expected sha256:{expected}, got sha256:{actual}")
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     return actual

@@ -118,6 +118,9 @@ class Metrics:
         mv[h + nb + 2] += 1
 
     def predictions(self, class_index: np.ndarray | None, top_proba: np.ndarray | None) -> None:
+        if (class_index is None or len(class_index) <= 8) and (top_proba is None or len(top_proba) <= 8):
+            self._few_predictions(class_index, top_proba)
+            return
         arr = self._arr
         if class_index is not None and len(class_index):
             idx = np.minimum(class_index, MAX_CLASSES)
@@ -130,6 +133,22 @@ class Metrics:
             arr[h : h + nb + 1] += np.bincount(b, minlength=nb + 1)
             arr[h + nb + 1] += float(top_proba.sum())
             arr[h + nb + 2] += len(top_proba)
+
+    def _few_predictions(self, class_index: np.ndarray | None, top_proba: np.ndarray | None) -> None:
+        # for a handful of rows plain float adds beat numpy's per-call overhead
+        mv = self._mv
+        if class_index is not None:
+            base = LAYOUT.predictions
+            for i in class_index.tolist():
+                mv[base + (i if i < MAX_CLASSES else MAX_CLASSES)] += 1
+        if top_proba is not None and len(top_proba):
+            h = LAYOUT.confidence
+            nb = len(CONFIDENCE_BUCKETS)
+            values = top_proba.tolist()
+            for v in values:
+                mv[h + bisect.bisect_left(CONFIDENCE_BUCKETS, v)] += 1
+            mv[h + nb + 1] += sum(values)
+            mv[h + nb + 2] += len(values)
 
     def set_load_seconds(self, seconds: float) -> None:
         self._mv[LAYOUT.load_seconds] = seconds

@@ -94,25 +94,53 @@ def _build(name: str, version: str) -> dict[str, Any]:
                      "schema": {"type": "string", "example": version}}  # fmt: skip
     infer_op = {
         "summary": "Open Inference Protocol (V2) inference",
-        "requestBody": {"required": True,
-                        "content": {"application/json": {"schema": infer_request}}},  # fmt: skip
+        "requestBody": {"required": True, "content": {"application/json": {"schema": infer_request}}},  # fmt: skip
         "responses": {"200": _json(infer_response), **errors},
     }
     paths: dict[str, Any] = {
-        "/v2/health/live": {"get": {"summary": "Liveness", "responses": {"200": _json(
-            {"type": "object", "properties": {"live": {"type": "boolean"}}})}}},  # fmt: skip
-        "/v2/health/ready": {"get": {"summary": "Readiness: model loaded and warmed up",
-                                     "responses": {"200": ready, "503": ready}}},  # fmt: skip
-        "/v2": {"get": {"summary": "Server metadata", "responses": {"200": _json(
-            {"type": "object", "properties": {"name": {"type": "string"},
-             "version": {"type": "string"}, "extensions": {"type": "array"}}})}}},  # fmt: skip
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
-            "description": "Prometheus text format",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}}}},  # fmt: skip
-        "/openapi.json": {"get": {"summary": "This document",
-                                  "responses": {"200": _json({"type": "object"})}}},  # fmt: skip
-        "/v1/models": {"get": {"summary": "KServe V1 model list",
-                               "responses": {"200": _json({"type": "object"})}}},  # fmt: skip
+        "/v2/health/live": {
+            "get": {
+                "summary": "Liveness",
+                "responses": {"200": _json({"type": "object", "properties": {"live": {"type": "boolean"}}})},
+            }
+        },  # fmt: skip
+        "/v2/health/ready": {
+            "get": {"summary": "Readiness: model loaded and warmed up", "responses": {"200": ready, "503": ready}}
+        },  # fmt: skip
+        "/v2": {
+            "get": {
+                "summary": "Server metadata",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "version": {"type": "string"},
+                                "extensions": {"type": "array"},
+                            },
+                        }
+                    )
+                },
+            }
+        },  # fmt: skip
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },  # fmt: skip
+        "/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
+        },  # fmt: skip
+        "/v1/models": {
+            "get": {"summary": "KServe V1 model list", "responses": {"200": _json({"type": "object"})}}
+        },  # fmt: skip
     }
     for prefix, params in (
         ("/v2/models/{model_name}", [name_param]),
@@ -137,8 +165,11 @@ def _build(name: str, version: str) -> dict[str, Any]:
             "predictions": {"type": "array"}}}), **errors}}}  # fmt: skip
     return {
         "openapi": "3.0.3",
-        "info": {"title": "modelroll-server", "version": __version__,
-                 "description": f"Serves model {name!r} version {version!r}."},  # fmt: skip
+        "info": {
+            "title": "modelroll-server",
+            "version": __version__,
+            "description": f"Serves model {name!r} version {version!r}.",
+        },  # fmt: skip
         "paths": paths,
         "components": {"schemas": {"Tensor": tensor}},
     }

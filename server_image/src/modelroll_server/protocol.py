@@ -79,9 +79,7 @@ def _check_features(X: np.ndarray, model: LoadedModel) -> None:
     if X.shape[0] == 0:
         raise InvalidInput("empty batch: the input has no rows")
     if model.n_features is not None and X.shape[1] != model.n_features:
-        raise InvalidInput(
-            f"wrong number of features: the model expects {model.n_features}, got {X.shape[1]}"
-        )
+        raise InvalidInput(f"wrong number of features: the model expects {model.n_features}, got {X.shape[1]}")
 
 
 def _cast(arr: np.ndarray, datatype: str, name: str) -> np.ndarray:
@@ -96,9 +94,8 @@ def _cast(arr: np.ndarray, datatype: str, name: str) -> np.ndarray:
             raise InvalidInput(f"input {name!r}: datatype BOOL but data is not true/false")
         return arr
     if datatype[0] in "IU":
-        if kind == "f":
-            if not np.isfinite(arr).all() or not (arr == np.floor(arr)).all():
-                raise InvalidInput(f"input {name!r}: datatype {datatype} but data is not integral")
+        if kind == "f" and (not np.isfinite(arr).all() or not (arr == np.floor(arr)).all()):
+            raise InvalidInput(f"input {name!r}: datatype {datatype} but data is not integral")
         if kind in "fiu" and arr.size:
             info = np.iinfo(target)
             if arr.min() < info.min or arr.max() > info.max:
@@ -158,9 +155,7 @@ def decode_v2(body: bytes, model: LoadedModel, default: str) -> tuple[np.ndarray
     arr = _to_array(t["data"], f"input {name!r} data")
     expected = math.prod(shape)
     if arr.size != expected:
-        raise InvalidInput(
-            f"input {name!r}: shape {shape} needs {expected} values, data has {arr.size}"
-        )
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {expected} values, data has {arr.size}")
     arr = _cast(arr, t.get("datatype", "FP64"), name)
     X = arr.reshape(shape if len(shape) == 2 else (1, shape[0]))
     if X.dtype != np.float64:
@@ -216,13 +211,21 @@ def encode_v2(
     outputs = []
     if pred is not None:
         outputs.append(
-            {"name": "predict", "shape": [len(pred)], "datatype": datatype_of(pred),
-             "data": _jsonable(pred)}  # fmt: skip
+            {
+                "name": "predict",
+                "shape": [len(pred)],
+                "datatype": datatype_of(pred),
+                "data": _jsonable(pred),
+            }  # fmt: skip
         )
     if proba is not None:
         outputs.append(
-            {"name": "predict_proba", "shape": list(proba.shape), "datatype": "FP64",
-             "data": proba.ravel()}  # fmt: skip
+            {
+                "name": "predict_proba",
+                "shape": list(proba.shape),
+                "datatype": "FP64",
+                "data": proba.ravel(),
+            }  # fmt: skip
         )
     resp: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
