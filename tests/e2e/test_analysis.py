@@ -27,7 +27,10 @@ NAME = "churn"
 GATES = [
     {"builtin": "errorRate", "max": 0.05},
     {"builtin": "latencyP99", "max": 2000},
-    {"builtin": "predictionShift", "maxPSI": 0.2},
+    # PSI from sampling noise alone is about (bins - 1) * (1/n_canary + 1/n_stable): with ~100
+    # requests a window and ~7 populated confidence bins that is ~0.1, so 0.5 keeps the good
+    # canary clear of noise while a constant-answer canary (PSI > 1) still fails.
+    {"builtin": "predictionShift", "maxPSI": 0.5},
 ]
 
 
@@ -167,7 +170,7 @@ def test_good_canary_is_promoted_on_passing_analysis(kubectl, kubeconfig, rig):
     gates = {g["name"]: g for g in run["gates"]}
     assert set(gates) == {"errorRate", "latencyP99", "predictionShift"}
     assert all(g["verdict"] == "Pass" for g in gates.values()), gates
-    assert gates["errorRate"]["value"] == 0 and gates["predictionShift"]["value"] < 0.2
+    assert gates["errorRate"]["value"] == 0 and gates["predictionShift"]["value"] < 0.5
     shown = plugin(kubeconfig, "status", NAME, "-n", r.namespace).stdout
     assert "GATE" in shown and "predictionShift" in shown and "Pass" in shown
     assert "AnalysisPass" in {e["reason"] for e in events_of(kubectl, r.namespace, NAME)}
@@ -177,15 +180,18 @@ def test_canary_failing_on_part_of_the_input_is_rolled_back_on_error_rate(kubect
     r = rig("failing")
     start_rollout(kubectl, r)
     status = wait_for(degraded_with(kubectl, r, "AnalysisFailed"), timeout=90, message=r.describe(kubectl))
-    assert (
-        "gate errorRate failed: value 0.2" in status["message"]
-        or "gate errorRate failed: value 0.3" in status["message"]
-    ), status["message"]
+    share = {g["name"]: g for g in status["analysis"]["gates"]}["errorRate"]["value"]
+    assert 0.1 < share < 0.6  # ~30 % of the rows carry the unseen plan
+    assert f"gate errorRate failed: value {share:.4g}" in status["message"], status["message"]
     assert "threshold <= 0.05" in status["message"] and "v1 serving at full weight" in status["message"]
-    assert status["weights"] == {"stable": 100, "canary": 0} and status["aborted"]["reason"] == "AnalysisFailed"
+    assert status["aborted"]["reason"] == "AnalysisFailed"
     assert r.traffic.codes.get(500, 0) > 0  # the canary really answered 5xx
-    wait_for(
-        lambda: r.status(kubectl)["canary"]["replicas"] == 0 and r.status(kubectl)["stable"]["readyReplicas"] == 2,
+    wait_for(  # the weights follow the Pods: full weight once the canary's are gone
+        lambda: (
+            (s := r.status(kubectl))["canary"]["replicas"] == 0
+            and s["stable"]["readyReplicas"] == 2
+            and s["weights"] == {"stable": 100, "canary": 0}
+        ),
         timeout=60,
         message=r.describe(kubectl),
     )
@@ -197,7 +203,7 @@ def test_canary_with_shifted_predictions_is_rolled_back_on_prediction_shift(kube
     r = rig("shifted")
     start_rollout(kubectl, r)
     status = wait_for(degraded_with(kubectl, r, "AnalysisFailed"), timeout=90, message=r.describe(kubectl))
-    assert "gate predictionShift failed" in status["message"] and "threshold PSI <= 0.2" in status["message"]
+    assert "gate predictionShift failed" in status["message"] and "threshold PSI <= 0.5" in status["message"]
     gates = {g["name"]: g for g in status["analysis"]["gates"]}
     assert gates["errorRate"]["verdict"] == "Pass" and gates["predictionShift"]["value"] > 1.0
 
