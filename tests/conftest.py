@@ -118,9 +118,7 @@ def kubectl(kubeconfig: Path) -> Kubectl:
     With check=True a non-zero exit raises AssertionError carrying kubectl's stderr.
     """
 
-    def run(
-        *args: str, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             ["kubectl", "--kubeconfig", str(kubeconfig), *args],
             input=input,
@@ -129,9 +127,7 @@ def kubectl(kubeconfig: Path) -> Kubectl:
             timeout=120,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(
-                f"kubectl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr.strip()}"
-            )
+            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr.strip()}")
         return proc
 
     return run
@@ -145,9 +141,7 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
     # The ServiceAccount admission plugin refuses Pods until the namespace's default
     # ServiceAccount exists; wait so controllers never hit that in a test.
     wait_for(
-        lambda: (
-            kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0
-        ),
+        lambda: kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
         timeout=30,
         message=f"ServiceAccount default in namespace {name}",
     )
@@ -163,11 +157,7 @@ def install_crds(kubectl: Kubectl) -> list[str]:
     names: list[str] = []
     for f in files:
         out = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f), "-o", "name")
-        names += [
-            n.split("/", 1)[1]
-            for n in out.stdout.split()
-            if n.startswith("customresourcedefinition")
-        ]
+        names += [n.split("/", 1)[1] for n in out.stdout.split() if n.startswith("customresourcedefinition")]
     for name in names:
         kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
     return names
@@ -228,9 +218,7 @@ def run_operator(kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., Ope
     """
     started: list[OperatorProcess] = []
 
-    def start(
-        *args: str, env: dict[str, str] | None = None, log_name: str = "operator"
-    ) -> OperatorProcess:
+    def start(*args: str, env: dict[str, str] | None = None, log_name: str = "operator") -> OperatorProcess:
         exe = Path(sys.executable).parent / "modelroll-operator"
         if not exe.exists():
             found = shutil.which("modelroll-operator")

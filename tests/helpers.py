@@ -47,9 +47,10 @@ def wait_for(
     last: Any = None
     while True:
         try:
-            last = predicate()
-            if last:
-                return last
+            value = predicate()
+            if value:
+                return value
+            last = value
         except Exception as e:  # noqa: BLE001 - reported in the timeout message
             last = e
         if time.monotonic() >= deadline:

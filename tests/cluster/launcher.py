@@ -34,6 +34,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -314,12 +315,12 @@ def _get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 2.0) -> t
         return 0, b""
 
 
-def _api_json(server: str, ctx: ssl.SSLContext, path: str) -> dict[str, object] | None:
+def _api_json(server: str, ctx: ssl.SSLContext, path: str) -> dict[str, Any] | None:
     code, body = _get(server + path, ctx)
     if code != 200:
         return None
     try:
-        data: dict[str, object] = json.loads(body)
+        data: dict[str, Any] = json.loads(body)
     except ValueError:
         return None
     return data
@@ -328,7 +329,7 @@ def _api_json(server: str, ctx: ssl.SSLContext, path: str) -> dict[str, object] 
 def _nodes_ready(server: str, ctx: ssl.SSLContext) -> int:
     nodes = _api_json(server, ctx, "/api/v1/nodes")
     ready = 0
-    for node in (nodes or {}).get("items", []):  # type: ignore[union-attr]
+    for node in (nodes or {}).get("items", []):
         conds = node.get("status", {}).get("conditions", [])
         if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
             ready += 1

@@ -65,9 +65,7 @@ def _pods(kubectl: Kubectl, ns: str) -> list[dict[str, Any]]:
 
 def _endpoints(kubectl: Kubectl, ns: str) -> tuple[set[str], set[str]]:
     """(ready, not-ready) Pod names across the Service's EndpointSlices."""
-    slices = get_json(
-        kubectl, "endpointslices", "-n", ns, "-l", f"kubernetes.io/service-name={APP}"
-    )["items"]
+    slices = get_json(kubectl, "endpointslices", "-n", ns, "-l", f"kubernetes.io/service-name={APP}")["items"]
     ready, unready = set(), set()
     for s in slices:
         for ep in s.get("endpoints") or []:
@@ -100,10 +98,7 @@ def test_deployment_pods_become_running_and_ready(kubectl: Kubectl, namespace: s
     # The scheduler placed them on kwok's nodes; the Deployment's status agrees.
     assert {p["spec"]["nodeName"] for p in pods} <= {f"kwok-node-{i}" for i in range(3)}
     wait_for(
-        lambda: (
-            get_json(kubectl, "deployment", APP, "-n", namespace)["status"].get("availableReplicas")
-            == 3
-        ),
+        lambda: get_json(kubectl, "deployment", APP, "-n", namespace)["status"].get("availableReplicas") == 3,
         timeout=30,
         message="deployment availableReplicas == 3",
     )
@@ -120,9 +115,7 @@ def test_endpointslice_follows_pod_readiness(kubectl: Kubectl, namespace: str) -
     wait_for(
         lambda: _endpoints(kubectl, namespace)[0] == names,
         timeout=30,
-        message=lambda: (
-            f"EndpointSlice ready endpoints == {names}: {_endpoints(kubectl, namespace)}"
-        ),
+        message=lambda: f"EndpointSlice ready endpoints == {names}: {_endpoints(kubectl, namespace)}",
     )
 
     victim = sorted(names)[0]
@@ -151,17 +144,12 @@ def test_pod_template_label_starts_pods_unready(kubectl: Kubectl, namespace: str
     manifest = _deployment_and_service(1, ', modelroll.test/unready: "true"')
     kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
     pod = wait_for(
-        lambda: next(
-            (p for p in _pods(kubectl, namespace) if p["status"].get("phase") == "Running"), None
-        ),
+        lambda: next((p for p in _pods(kubectl, namespace) if p["status"].get("phase") == "Running"), None),
         timeout=60,
         message=lambda: f"a Running pod; have {_pod_summary(kubectl, namespace)}",
     )
     assert not pod_is_ready(pod)
-    assert (
-        get_json(kubectl, "deployment", APP, "-n", namespace)["status"].get("availableReplicas", 0)
-        == 0
-    )
+    assert get_json(kubectl, "deployment", APP, "-n", namespace)["status"].get("availableReplicas", 0) == 0
 
 
 def test_deleting_owner_garbage_collects_owned_configmap(kubectl: Kubectl, namespace: str) -> None:
@@ -172,9 +160,7 @@ def test_deleting_owner_garbage_collects_owned_configmap(kubectl: Kubectl, names
         "kind": "ConfigMap",
         "metadata": {
             "name": "owned",
-            "ownerReferences": [
-                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}
-            ],
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}],
         },
         "data": {"k": "v"},
     }
@@ -185,8 +171,7 @@ def test_deleting_owner_garbage_collects_owned_configmap(kubectl: Kubectl, names
     wait_for(
         lambda: (
             kubectl("get", "configmap", "owned", "-n", namespace, check=False).returncode != 0
-            and "NotFound"
-            in kubectl("get", "configmap", "owned", "-n", namespace, check=False).stderr
+            and "NotFound" in kubectl("get", "configmap", "owned", "-n", namespace, check=False).stderr
         ),
         timeout=60,
         message="owned ConfigMap garbage-collected",
