@@ -10,7 +10,7 @@
 #   tests/cluster/build-tools.sh               build what is missing, print the bin dir last
 #   tests/cluster/build-tools.sh --print-bin-dir   only print the bin dir (no build); the
 #                                                  launcher and the pytest fixtures use this
-set -euo pipefail
+set -Eeuo pipefail  # -E: the ERR trap that names the failed step also fires inside functions
 
 K8S_VERSION=v1.32.6
 KWOK_VERSION=v0.7.0
