@@ -183,6 +183,7 @@ def test_pod_runs_restricted_and_configured_from_values() -> None:
 # --- installed: the operator as the chart's ServiceAccount ---------------------------------------
 
 CANARY = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
+RBAC_REFUSAL = re.compile(r"cannot \w+ resource")
 
 
 @dataclass
@@ -311,7 +312,9 @@ def test_canary_to_promotion_as_the_chart_service_account_and_gitops_sees_no_dri
     )
     assert [h["version"] for h in status["history"]] == ["v2", "v1"]
     assert "Promoted" in [e["reason"] for e in events_of(kubectl, namespace, "fraud")]  # events: create
-    assert "forbidden" not in op.log().lower()
+    # No RBAC refusal at all (a cluster-wide operator may also meet other tests' namespaces being
+    # deleted, whose "forbidden: ... being terminated" is not about permissions).
+    assert not RBAC_REFUSAL.search(op.log()), RBAC_REFUSAL.search(op.log())
 
     # GitOps: applying the same manifest again changes nothing — the operator never wrote spec.
     text = manifest("fraud", "v2", 2, strategy=CANARY)
@@ -401,7 +404,7 @@ def test_two_replicas_one_leader_and_the_standby_finishes_the_rollout(
         assert scrape(b.metrics_port)["modelroll_operator_leader"] == 1.0
         lease = get_json(kubectl, "lease", rel.fullname, "-n", rel.namespace)
         assert lease["spec"]["holderIdentity"] == f"op-b_{b.pid}" and lease["spec"]["leaseTransitions"] == 1
-        assert "forbidden" not in (a.log() + b.log()).lower()
+        assert not RBAC_REFUSAL.search(a.log() + b.log())
     finally:
         uninstall(kubectl, rel)
 
