@@ -181,3 +181,36 @@ def test_settings_for_leader_election():
         load_settings({"MODELROLL_LEADER_ELECTION_RETRY_SECONDS": "12"})
     with pytest.raises(SettingsError, match="MODELROLL_LEADER_ELECTION="):
         load_settings({"MODELROLL_LEADER_ELECTION": "sometimes"})
+
+
+def test_controller_workers_take_keys_only_while_leading():
+    from modelroll.cache import Cache
+    from modelroll.controller import Controller
+
+    async def scenario():
+        cache = Cache()
+        for name in ("a", "b"):
+            cache.put_parent({"metadata": {"namespace": "ml", "name": name, "resourceVersion": "1"}})
+        controller = Controller(load_settings({"MODELROLL_WORKERS": "2"}), kube=None, cache=cache)
+        done: list[tuple[str, str]] = []
+
+        async def reconcile(key):
+            done.append(key)
+            return False
+
+        controller.reconcile = reconcile
+        controller.lead(False)
+        await controller.start()
+        controller.enqueue(("ml", "a"))
+        await asyncio.sleep(0.05)
+        assert done == []  # standing by: the key waits in the queue
+        controller.lead(True)  # a new leader re-plans everything it has cached
+        await asyncio.sleep(0.05)
+        assert sorted(done) == [("ml", "a"), ("ml", "b")]
+        controller.lead(False)
+        controller.enqueue(("ml", "b"))
+        await asyncio.sleep(0.05)
+        assert len(done) == 2
+        await controller.stop()
+
+    asyncio.run(scenario())
