@@ -73,6 +73,16 @@ def stable_version_is(kubectl, namespace, name, version):
     return check
 
 
+def weights_are(kubectl, namespace, name, stable, canary):
+    """Predicate: status.weights is exactly this split (weights follow Pod readiness, so poll)."""
+
+    def check():
+        s = status_of(kubectl, namespace, name)
+        return s if s.get("weights") == {"stable": stable, "canary": canary} else None
+
+    return check
+
+
 def plugin(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the kubectl plugin the way `kubectl modelroll …` would."""
     exe = Path(sys.executable).parent / "kubectl-modelroll"

@@ -15,6 +15,7 @@ from tests.e2e.operator_helpers import (
     ready_endpoints_by_track,
     stable_version_is,
     status_of,
+    weights_are,
 )
 from tests.helpers import get_json, wait_for
 
@@ -50,7 +51,7 @@ def test_canary_through_timed_and_manual_pauses_with_promote(kubectl, kubeconfig
         timeout=60,
         message=lambda: f"endpoints 4+1: {ready_endpoints_by_track(kubectl, namespace, 'fraud')}",
     )
-    assert status["weights"] == {"stable": 80, "canary": 20}
+    wait_for(weights_are(kubectl, namespace, "fraud", 80, 20), timeout=60, message="weights 80/20")
 
     # the 4 s pause passes by itself; setWeight 50 brings 4 canary Pods; then the manual pause
     status = wait_for(
@@ -58,7 +59,7 @@ def test_canary_through_timed_and_manual_pauses_with_promote(kubectl, kubeconfig
         timeout=90,
         message=describe(kubectl, namespace, "fraud", operator),
     )
-    assert status["weights"] == {"stable": 50, "canary": 50}
+    wait_for(weights_are(kubectl, namespace, "fraud", 50, 50), timeout=60, message="weights 50/50")
     wait_for(
         lambda: ready_endpoints_by_track(kubectl, namespace, "fraud") == {"stable": 4, "canary": 4},
         timeout=60,
@@ -73,7 +74,8 @@ def test_canary_through_timed_and_manual_pauses_with_promote(kubectl, kubeconfig
         timeout=60,
         message=describe(kubectl, namespace, "fraud", operator),
     )
-    assert status["weights"] == {"stable": 100, "canary": 0} and "canary" not in status
+    assert "canary" not in status
+    wait_for(weights_are(kubectl, namespace, "fraud", 100, 0), timeout=60, message="weights back to 100/0")
     assert [h["version"] for h in status["history"]] == ["v2", "v1"]
     wait_for(
         lambda: not get_json(kubectl, "deployments", "-n", namespace, "-l", "modelroll.io/track=canary")["items"],
@@ -145,7 +147,8 @@ def test_blue_green_preview_promote_and_delayed_scale_down(kubectl, kubeconfig, 
         message=lambda: f"switched endpoints: {ready_endpoints_by_track(kubectl, namespace, 'bg')}",
     )
     status = status_of(kubectl, namespace, "bg")
-    assert status["blueGreen"]["stage"] == "Switched" and status["weights"] == {"stable": 0, "canary": 100}
+    assert status["blueGreen"]["stage"] == "Switched"
+    wait_for(weights_are(kubectl, namespace, "bg", 0, 100), timeout=60, message="weights 0/100 after the switch")
     stable = get_json(kubectl, "deployment", "bg-stable", "-n", namespace)
     assert stable["spec"]["replicas"] == 2 and stable["status"].get("readyReplicas") == 2  # old track kept warm
 
@@ -168,7 +171,8 @@ def test_abort_leaves_stable_at_full_weight_and_scale(kubectl, kubeconfig, names
     status = wait_for(
         phase_is(kubectl, namespace, "ab", "Degraded"), timeout=60, message=describe(kubectl, namespace, "ab")
     )
-    assert status["reason"] == "Aborted" and status["weights"] == {"stable": 100, "canary": 0}
+    assert status["reason"] == "Aborted"
+    wait_for(weights_are(kubectl, namespace, "ab", 100, 0), timeout=60, message="weights 100/0 after abort")
     wait_for(
         lambda: ready_endpoints_by_track(kubectl, namespace, "ab") == {"stable": 4},
         timeout=60,
@@ -254,6 +258,7 @@ def test_operator_killed_mid_canary_resumes_to_the_same_end_state(
         timeout=60,
         message=describe(kubectl, namespace, "crash", current),
     )
-    assert [h["version"] for h in status["history"]] == ["v2", "v1"] and status["weights"]["canary"] == 0
+    assert [h["version"] for h in status["history"]] == ["v2", "v1"]
+    wait_for(weights_are(kubectl, namespace, "crash", 100, 0), timeout=60, message="weights 100/0")
     reasons = [e["reason"] for e in events_of(kubectl, namespace, "crash")]
     assert reasons.count("RolloutStarted") == 1, reasons
