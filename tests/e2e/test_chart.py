@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,6 +305,12 @@ def test_canary_to_promotion_as_the_chart_service_account_and_gitops_sees_no_dri
         message=describe(kubectl, namespace, "fraud", op),
     )
     assert status["weights"] == {"stable": 50, "canary": 50}
+    # What the Grafana dashboard draws for rollouts: per-object phase, weight and step gauges.
+    text = urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5).read().decode()
+    ident = f'model_name="fraud",model_namespace="{namespace}"'
+    assert f'modelroll_modeldeployment_phase{{{ident},phase="Paused"}} 1.0' in text
+    assert f'modelroll_modeldeployment_weight{{{ident},track="canary"}} 50.0' in text
+    assert f"modelroll_modeldeployment_step{{{ident}}} 1.0" in text
     plugin(kubeconfig, "promote", "fraud", "-n", namespace)
     status = wait_for(
         lambda: (s := stable_version_is(kubectl, namespace, "fraud", "v2")()) and "canary" not in s and s,
