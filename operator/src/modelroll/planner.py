@@ -104,8 +104,10 @@ def _unsupported(spec: ModelDeploymentSpec) -> str | None:
 def _history(previous: Mapping[str, Any], outcome: Outcome, limit: int, now: datetime) -> list[Any]:
     history = list(previous.get("history") or [])
     if outcome.promoted:
-        entry = {**{k: outcome.promoted[k] for k in IDENTITY_KEYS if k in outcome.promoted},
-                 "promotedAt": timestamp(now)}
+        entry = {
+            **{k: outcome.promoted[k] for k in IDENTITY_KEYS if k in outcome.promoted},
+            "promotedAt": timestamp(now),
+        }
         history = [entry, *(h for h in history if h.get("revision") != entry["revision"])]
     return history[: max(limit, 1)]
 
@@ -173,11 +175,17 @@ def _strategy(
     if pinned:
         outcome = plan_rolling(spec_for(spec, pinned), owner, observed, status, image)
         asked = spec.model.version or "the spec's model"
-        note = f"; pinned to {pinned.get('version') or pinned['revision']} by undo while spec asks for {asked} " \
-               f"(change the spec or `kubectl modelroll retry {owner.name}`)"
-        outcome = replace(outcome, message=outcome.message + note, extra_status={"pinned": pinned},
-                          drop_status=("currentStep", "stepStartedAt", "aborted", "blueGreen"),
-                          events=pin_events + outcome.events)
+        note = (
+            f"; pinned to {pinned.get('version') or pinned['revision']} by undo while spec asks for {asked} "
+            f"(change the spec or `kubectl modelroll retry {owner.name}`)"
+        )
+        outcome = replace(
+            outcome,
+            message=outcome.message + note,
+            extra_status={"pinned": pinned},
+            drop_status=("currentStep", "stepStartedAt", "aborted", "blueGreen"),
+            events=pin_events + outcome.events,
+        )
         return outcome, requests.acknowledged_after()
     if spec.strategy.type == "Canary":
         ratio = gateway_api.canary_replicas if spec.traffic.gateway_api else replicas.canary_replicas
@@ -210,10 +218,22 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
     desired = outcome.children + routing
     events = [Event(*e) for e in outcome.events]
     rolling = spec.strategy.type == "Rolling"
-    if rolling and outcome.canary and (subject.status.get("canary") or {}).get("revision") != outcome.canary["revision"]:
-        events.append(Event("Normal", "RolloutStarted", f"rolling out {outcome.canary.get('version') or outcome.canary['revision']}"))
+    if (
+        rolling
+        and outcome.canary
+        and (subject.status.get("canary") or {}).get("revision") != outcome.canary["revision"]
+    ):
+        events.append(
+            Event(
+                "Normal", "RolloutStarted", f"rolling out {outcome.canary.get('version') or outcome.canary['revision']}"
+            )
+        )
     if outcome.promoted:
-        events.append(Event("Normal", "Promoted", f"{outcome.promoted.get('version') or outcome.promoted['revision']} is now stable"))
+        events.append(
+            Event(
+                "Normal", "Promoted", f"{outcome.promoted.get('version') or outcome.promoted['revision']} is now stable"
+            )
+        )
 
     status: dict[str, Any] = {
         **{k: v for k, v in subject.status.items() if k not in ("canary", *outcome.drop_status)},

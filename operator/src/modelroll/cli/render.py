@@ -51,8 +51,16 @@ def analysis_view(run: Mapping[str, Any]) -> list[str]:
     counts = ", ".join(f"{run.get(k, 0)} {k}" for k in ("passed", "failed", "inconclusive", "errors"))
     head = f"Analysis:  {run.get('phase', 'Running')} ({run.get('scope', '')} {run.get('revision', '')}; {counts}"
     head += f"; last measured {run['lastMeasuredAt']})" if run.get("lastMeasuredAt") else ")"
-    rows = [(g.get("name", ""), _value(g.get("value")), g.get("threshold", ""), g.get("verdict", ""),
-             (g.get("message") or "")[:90]) for g in run.get("gates") or []]
+    rows = [
+        (
+            g.get("name", ""),
+            _value(g.get("value")),
+            g.get("threshold", ""),
+            g.get("verdict", ""),
+            (g.get("message") or "")[:90],
+        )
+        for g in run.get("gates") or []
+    ]
     return [head, table(("GATE", "VALUE", "THRESHOLD", "VERDICT", "MESSAGE"), rows)] if rows else [head]
 
 
@@ -64,29 +72,55 @@ def status_view(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()
         f"Phase:     {status.get('phase', 'Pending')}" + (f" ({status['reason']})" if status.get("reason") else ""),
         f"Message:   {status.get('message', '')}",
         f"Strategy:  {(spec.get('strategy') or {}).get('type', 'Rolling')}",
-        *([f"Step:      {min(status.get('currentStep', 0) + 1, status['stepCount'])}/{status['stepCount']}"]
-          if status.get("canary") and status.get("stepCount") else []),
+        *(
+            [f"Step:      {min(status.get('currentStep', 0) + 1, status['stepCount'])}/{status['stepCount']}"]
+            if status.get("canary") and status.get("stepCount")
+            else []
+        ),
         f"Weights:   stable {weights.get('stable', 100)}% / canary {weights.get('canary', 0)}%",
         f"URL:       {status.get('url', '')}",
         "",
         table(
             ("TRACK", "VERSION", "REVISION", "READY", "DIGEST"),
-            [_track("stable", status.get("stable"))] + ([_track("canary", status["canary"])] if status.get("canary") else []),
+            [_track("stable", status.get("stable"))]
+            + ([_track("canary", status["canary"])] if status.get("canary") else []),
         ),
         "",
         table(
             ("CONDITION", "STATUS", "REASON", "SINCE"),
-            [(c["type"], c["status"], c.get("reason", ""), c.get("lastTransitionTime", "")) for c in status.get("conditions", [])],
+            [
+                (c["type"], c["status"], c.get("reason", ""), c.get("lastTransitionTime", ""))
+                for c in status.get("conditions", [])
+            ],
         ),
     ]
     if status.get("analysis"):
         lines += ["", *analysis_view(status["analysis"])]
     if status.get("history"):
-        lines += ["", table(("HISTORY", "VERSION", "REVISION", "PROMOTED"),
-                            [(i, h.get("version", ""), h.get("revision", ""), h.get("promotedAt", ""))
-                             for i, h in enumerate(status["history"])])]
+        lines += [
+            "",
+            table(
+                ("HISTORY", "VERSION", "REVISION", "PROMOTED"),
+                [
+                    (i, h.get("version", ""), h.get("revision", ""), h.get("promotedAt", ""))
+                    for i, h in enumerate(status["history"])
+                ],
+            ),
+        ]
     if events:
-        lines += ["", table(("LAST SEEN", "TYPE", "REASON", "MESSAGE"),
-                            [(e.get("lastTimestamp") or e.get("eventTime") or "", e.get("type", ""), e.get("reason", ""),
-                              (e.get("message") or "")[:100]) for e in events[-8:]])]
+        lines += [
+            "",
+            table(
+                ("LAST SEEN", "TYPE", "REASON", "MESSAGE"),
+                [
+                    (
+                        e.get("lastTimestamp") or e.get("eventTime") or "",
+                        e.get("type", ""),
+                        e.get("reason", ""),
+                        (e.get("message") or "")[:100],
+                    )
+                    for e in events[-8:]
+                ],
+            ),
+        ]
     return "\n".join(lines)

@@ -27,9 +27,10 @@ from ..children import Owner, build_deployment, build_pod_template, revision_of
 from ..observed import Observed, deployment_progress, pod_failure, pods_of_revision
 from ..spec import Analysis, ModelDeploymentSpec
 from ..traffic.routing import Routing
-from .canary import ROLLOUT_KEYS, abort_record, steady
+from .canary import ROLLOUT_KEYS, steady
 from .outcome import Outcome
 from .rolling import plan_rolling
+from .rollout import abort_record, open_rollout
 from .tracks import hold_or_rebuild, identity, parse_time, track_status
 
 PREVIEW, SWITCHED, FINALIZING = "Preview", "Switched", "Finalizing"
@@ -54,22 +55,16 @@ def plan_bluegreen(
     if not stable or stable.get("revision") == rev:
         return steady(spec, owner, observed, status, image, Routing(active=TRACK_STABLE, preview=True), {})
 
-    events: list[tuple[str, str, str]] = []
     label = spec.model.version or rev
     same = (status.get("canary") or {}).get("revision") == rev
     state = dict(status.get("blueGreen") or {}) if same else {}
     stage = state.get("stage", PREVIEW)
+    # Once finalizing, the stable track already runs the new revision: too late to abort.
+    rollout = open_rollout(status, rev, label, requests, "blue-green rollout", abortable=stage != FINALIZING)
+    aborted, retried, events = rollout.aborted, rollout.retried, rollout.events
+    if retried:
+        stage, state = PREVIEW, {}
     started = parse_time(state.get("startedAt"), now)
-    aborted = status.get("aborted") if (status.get("aborted") or {}).get("revision") == rev else None
-    if not same:
-        events.append(("Normal", "RolloutStarted", f"blue-green rollout of {label}: preview coming up"))
-    retried = False
-    if aborted and requests.take(actions.RETRY):
-        aborted, stage, state, started, retried = None, PREVIEW, {}, now, True
-        events.append(("Normal", "Retry", f"blue-green rollout of {label} retried"))
-    if not aborted and stage != FINALIZING and requests.take(actions.ABORT):
-        aborted = abort_record(rev, "Aborted", f"rollout of {label} aborted by a user")
-        events.append(("Warning", "Aborted", aborted["message"]))
 
     n = spec.replicas
     stable_name, canary_name = f"{owner.name}-{TRACK_STABLE}", f"{owner.name}-{TRACK_CANARY}"
@@ -85,12 +80,14 @@ def plan_bluegreen(
         nonlocal run, aborted, requeue
         if analysis is None:
             return True
-        run, found = analysis_state.advance_run(status.get("analysis"), analysis, scope, rev,
-                                                observed.measurement, None, restart=retried)
+        run, found = analysis_state.advance_run(
+            status.get("analysis"), analysis, scope, rev, observed.measurement, None, restart=retried
+        )
         events.extend(found)
         if run.get("outcome"):
-            aborted = abort_record(rev, analysis_state.REASON_FAILED, f"{scope}Analysis of {label} failed: "
-                                   f"{run['message']}")
+            aborted = abort_record(
+                rev, analysis_state.REASON_FAILED, f"{scope}Analysis of {label} failed: {run['message']}"
+            )
             events.append(("Warning", analysis_state.REASON_FAILED, aborted["message"]))
             return False
         due = max(analysis_state.next_due_seconds(run, analysis, now), 1.0)
@@ -119,8 +116,12 @@ def plan_bluegreen(
                 waiting_for_person = True
         elif (now - started).total_seconds() > spec.progress_deadline_seconds:
             reason, detail = pod_failure(pods_of_revision(observed.pods, rev)) or (
-                c.DEADLINE_EXCEEDED, f"{preview['readyReplicas']}/{n} preview Pods Ready")
-            aborted = abort_record(rev, reason, f"preview {label} not Ready within {spec.progress_deadline_seconds}s: {detail}")
+                c.DEADLINE_EXCEEDED,
+                f"{preview['readyReplicas']}/{n} preview Pods Ready",
+            )
+            aborted = abort_record(
+                rev, reason, f"preview {label} not Ready within {spec.progress_deadline_seconds}s: {detail}"
+            )
             events.append(("Warning", reason, aborted["message"]))
         else:
             requeue = spec.progress_deadline_seconds - (now - started).total_seconds() + 1
@@ -142,13 +143,21 @@ def plan_bluegreen(
     children = [build_deployment(spec, owner, TRACK_CANARY, template, 0 if aborted else n, recreate=True)]
     held: dict[str, int] = {}
     if stage == FINALIZING and not aborted:
-        children.append(build_deployment(spec, owner, TRACK_STABLE, build_pod_template(spec, owner, TRACK_STABLE, image), n))
+        children.append(
+            build_deployment(spec, owner, TRACK_STABLE, build_pod_template(spec, owner, TRACK_STABLE, image), n)
+        )
         if deployment_progress(observed.deployments.get(stable_name), rev).complete(n):
             done = plan_rolling(spec, owner, observed, {**status, "stable": target}, image)
             history = status.get("history") or [{}]
             promoted = None if history[0].get("revision") == rev else target
-            return replace(done, routing=Routing(active=TRACK_STABLE, preview=True), promoted=promoted,
-                           events=events, extra_status={}, drop_status=ROLLOUT_KEYS + ("blueGreen",))
+            return replace(
+                done,
+                routing=Routing(active=TRACK_STABLE, preview=True),
+                promoted=promoted,
+                events=events,
+                extra_status={},
+                drop_status=ROLLOUT_KEYS + ("blueGreen",),
+            )
     else:
         rebuilt = hold_or_rebuild(observed, stable_name, spec, owner, TRACK_STABLE, stable, image)
         if rebuilt is not None:
@@ -164,40 +173,71 @@ def plan_bluegreen(
     if run is not None:
         extra["analysis"] = run
     common: dict[str, Any] = dict(
-        children=children, stable=stable_now, canary=preview, held=held, events=events, requeue_after=requeue,
+        children=children,
+        stable=stable_now,
+        canary=preview,
+        held=held,
+        events=events,
+        requeue_after=requeue,
         replicas=stable_now["replicas"] + preview["replicas"],
-        ready_replicas=stable_now["readyReplicas"] + preview["readyReplicas"], desired_replicas=n,
-        extra_status=extra, drop_status=() if aborted else ("aborted",),
+        ready_replicas=stable_now["readyReplicas"] + preview["readyReplicas"],
+        desired_replicas=n,
+        extra_status=extra,
+        drop_status=() if aborted else ("aborted",),
         routing=Routing(active=active, preview=True),
     )
     old = stable.get("version") or stable["revision"]
     if aborted:
         message = f"{aborted['message']}; {old} serving"
-        return Outcome(**common, phase=c.DEGRADED, reason=aborted["reason"], message=message, conditions=[
-            c.condition(c.READY, True, c.ALL_READY, f"{old} serving"),
-            c.condition(c.PROGRESSING_COND, False, aborted["reason"], message),
-            c.condition(c.DEGRADED_COND, True, aborted["reason"], message),
-            c.condition(c.MODEL_VERIFIED, False if aborted["reason"] == c.INTEGRITY_MISMATCH else None,
-                        aborted["reason"], aborted["message"]),
-        ])
+        return Outcome(
+            **common,
+            phase=c.DEGRADED,
+            reason=aborted["reason"],
+            message=message,
+            conditions=[
+                c.condition(c.READY, True, c.ALL_READY, f"{old} serving"),
+                c.condition(c.PROGRESSING_COND, False, aborted["reason"], message),
+                c.condition(c.DEGRADED_COND, True, aborted["reason"], message),
+                c.condition(
+                    c.MODEL_VERIFIED,
+                    False if aborted["reason"] == c.INTEGRITY_MISMATCH else None,
+                    aborted["reason"],
+                    aborted["message"],
+                ),
+            ],
+        )
     if waiting_analysis and run is not None:
         waiting = "promotion" if stage == PREVIEW else "scale-down of the old track"
-        message = f"{label} {'preview' if stage == PREVIEW else 'active'}: {waiting} waits for a passing " \
-                  f"measurement; {analysis_state.describe(run)}"
+        message = (
+            f"{label} {'preview' if stage == PREVIEW else 'active'}: {waiting} waits for a passing "
+            f"measurement; {analysis_state.describe(run)}"
+        )
     elif stage == PREVIEW:
-        message = (f"preview {label} ready on {owner.name}-preview; waiting for `kubectl modelroll promote {owner.name}`"
-                   if waiting_for_person else
-                   f"preview {label}: {preview['readyReplicas']}/{n} Ready" + (" (auto-promotion pending)" if preview_ready else ""))
+        message = (
+            f"preview {label} ready on {owner.name}-preview; waiting for `kubectl modelroll promote {owner.name}`"
+            if waiting_for_person
+            else f"preview {label}: {preview['readyReplicas']}/{n} Ready"
+            + (" (auto-promotion pending)" if preview_ready else "")
+        )
     elif stage == SWITCHED:
         message = f"{label} active; {old} kept warm for {bg.scale_down_delay_seconds}s"
     else:
         message = f"{label} active; stable track rolling to it before the preview track scales down"
     phase = c.PAUSED if waiting_for_person else c.PROGRESSING
-    return Outcome(**common, phase=phase, reason=f"BlueGreen{stage}", message=message, conditions=[
-        c.condition(c.READY, True, c.ALL_READY, f"{label if active == TRACK_CANARY else old} serving"),
-        c.condition(c.PROGRESSING_COND, True, f"BlueGreen{stage}", message),
-        c.condition(c.DEGRADED_COND, False, c.AS_EXPECTED, "no problems found"),
-        c.condition(c.MODEL_VERIFIED, True if preview["readyReplicas"] else None,
-                    c.DIGEST_VERIFIED if preview["readyReplicas"] else c.WAITING_FOR_PODS,
-                    f"{preview['readyReplicas']} preview Pod(s) loaded the verified model"),
-    ])
+    return Outcome(
+        **common,
+        phase=phase,
+        reason=f"BlueGreen{stage}",
+        message=message,
+        conditions=[
+            c.condition(c.READY, True, c.ALL_READY, f"{label if active == TRACK_CANARY else old} serving"),
+            c.condition(c.PROGRESSING_COND, True, f"BlueGreen{stage}", message),
+            c.condition(c.DEGRADED_COND, False, c.AS_EXPECTED, "no problems found"),
+            c.condition(
+                c.MODEL_VERIFIED,
+                True if preview["readyReplicas"] else None,
+                c.DIGEST_VERIFIED if preview["readyReplicas"] else c.WAITING_FOR_PODS,
+                f"{preview['readyReplicas']} preview Pod(s) loaded the verified model",
+            ),
+        ],
+    )

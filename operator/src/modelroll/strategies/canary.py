@@ -30,6 +30,7 @@ from ..spec import ModelDeploymentSpec, Step
 from ..traffic.routing import Routing
 from .outcome import Outcome
 from .rolling import plan_rolling
+from .rollout import abort_record, open_rollout
 from .tracks import hold_or_rebuild, identity, parse_time, track_status
 
 ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted")
@@ -45,17 +46,18 @@ def weight_at(steps: tuple[Step, ...], step: int) -> int:
 
 
 def steady(
-    spec: ModelDeploymentSpec, owner: Owner, observed: Observed, status: Mapping[str, Any], image: str,
-    routing: Routing, extra: dict[str, Any],
+    spec: ModelDeploymentSpec,
+    owner: Owner,
+    observed: Observed,
+    status: Mapping[str, Any],
+    image: str,
+    routing: Routing,
+    extra: dict[str, Any],
 ) -> Outcome:
     """No rollout in progress (first revision, or stable is the spec's): plain Rolling on the
     stable track; the canary track and the rollout bookkeeping go away."""
     out = plan_rolling(spec, owner, observed, status, image)
     return replace(out, routing=routing, extra_status=extra, drop_status=ROLLOUT_KEYS + ("blueGreen",))
-
-
-def abort_record(revision: str, reason: str, message: str) -> dict[str, str]:
-    return {"revision": revision, "reason": reason, "message": message}
 
 
 def plan_canary(
@@ -79,23 +81,12 @@ def plan_canary(
     if not stable or stable.get("revision") == rev:
         return steady(spec, owner, observed, status, image, Routing(), {"stepCount": n_steps})
 
-    events: list[tuple[str, str, str]] = []
     label = spec.model.version or rev
-    same = (status.get("canary") or {}).get("revision") == rev
-    step = int(status.get("currentStep", 0)) if same else 0
-    started = parse_time(status.get("stepStartedAt"), now) if same else now
-    aborted = status.get("aborted") if (status.get("aborted") or {}).get("revision") == rev else None
-    retried = False
-    if not same:
-        old = (status.get("canary") or {}).get("version")
-        reason, msg = ("RolloutRestarted", f"spec changed mid-rollout: {old} replaced by {label}, steps restart") if status.get("canary") else ("RolloutStarted", f"canary rollout of {label} started")
-        events.append(("Normal", reason, msg))
-    if aborted and requests.take(actions.RETRY):
-        aborted, step, started, retried = None, 0, now, True
-        events.append(("Normal", "Retry", f"rollout of {label} retried from step 1"))
-    if not aborted and requests.take(actions.ABORT):
-        aborted = abort_record(rev, "Aborted", f"rollout of {label} aborted by a user")
-        events.append(("Warning", "Aborted", aborted["message"]))
+    rollout = open_rollout(status, rev, label, requests, "canary rollout")
+    same, aborted, retried, events = rollout.same, rollout.aborted, rollout.retried, rollout.events
+    fresh = not same or retried
+    step = 0 if fresh else int(status.get("currentStep", 0))
+    started = now if fresh else parse_time(status.get("stepStartedAt"), now)
     # Analysis: fold the controller's measurement into the run; too many failures abort
     # exactly like a user's abort. The run is kept in status after an abort to show why.
     analysis = spec.strategy.canary.analysis if spec.strategy.canary else None
@@ -103,11 +94,13 @@ def plan_canary(
     if analysis is not None:
         measurement = observed.measurement if not aborted and step < n_steps else None
         run, analysis_events = analysis_state.advance_run(
-            status.get("analysis"), analysis, CANARY_SCOPE, rev, measurement, step, restart=retried)
+            status.get("analysis"), analysis, CANARY_SCOPE, rev, measurement, step, restart=retried
+        )
         events.extend(analysis_events)
         if not aborted and run.get("outcome"):
-            aborted = abort_record(rev, analysis_state.REASON_FAILED, f"analysis of canary {label} failed: "
-                                   f"{run['message']}")
+            aborted = abort_record(
+                rev, analysis_state.REASON_FAILED, f"analysis of canary {label} failed: {run['message']}"
+            )
             events.append(("Warning", analysis_state.REASON_FAILED, aborted["message"]))
 
     def analysis_passed(at: int) -> bool:
@@ -130,7 +123,11 @@ def plan_canary(
             s = steps[step]
             if s.set_weight is not None:
                 want = canary_replicas(s.set_weight, n)
-                if canary_progress.at_revision and canary_now["readyReplicas"] >= want and canary_now["replicas"] == want:
+                if (
+                    canary_progress.at_revision
+                    and canary_now["readyReplicas"] >= want
+                    and canary_now["replicas"] == want
+                ):
                     if not analysis_passed(step):
                         waiting_analysis = True  # weight reached; the step ends on a Pass measured in it
                         break
@@ -138,9 +135,12 @@ def plan_canary(
                     continue
                 if (now - started).total_seconds() > spec.progress_deadline_seconds:
                     reason, detail = pod_failure(pods_of_revision(observed.pods, rev)) or (
-                        c.DEADLINE_EXCEEDED, f"{canary_now['readyReplicas']}/{want} canary Pods Ready")
-                    aborted = abort_record(rev, reason, f"canary {label} not Ready within "
-                                           f"{spec.progress_deadline_seconds}s: {detail}")
+                        c.DEADLINE_EXCEEDED,
+                        f"{canary_now['readyReplicas']}/{want} canary Pods Ready",
+                    )
+                    aborted = abort_record(
+                        rev, reason, f"canary {label} not Ready within {spec.progress_deadline_seconds}s: {detail}"
+                    )
                     events.append(("Warning", reason, aborted["message"]))
                 else:
                     requeue = spec.progress_deadline_seconds - (now - started).total_seconds() + 1
@@ -170,7 +170,9 @@ def plan_canary(
     held: dict[str, int] = {}
     promoting = step >= n_steps and not aborted
     if promoting:
-        children.append(build_deployment(spec, owner, TRACK_STABLE, build_pod_template(spec, owner, TRACK_STABLE, image), n))
+        children.append(
+            build_deployment(spec, owner, TRACK_STABLE, build_pod_template(spec, owner, TRACK_STABLE, image), n)
+        )
     elif rebuilt is not None:
         children.append(build_deployment(spec, owner, TRACK_STABLE, rebuilt, n))
     else:
@@ -194,44 +196,81 @@ def plan_canary(
         history = status.get("history") or [{}]
         promoted = None if history[0].get("revision") == rev else target
         kept = {"analysis": run} if run is not None else {}
-        return replace(done, routing=Routing(), promoted=promoted, events=events,
-                       extra_status={"stepCount": n_steps, **kept}, drop_status=ROLLOUT_KEYS)
+        return replace(
+            done,
+            routing=Routing(),
+            promoted=promoted,
+            events=events,
+            extra_status={"stepCount": n_steps, **kept},
+            drop_status=ROLLOUT_KEYS,
+        )
 
     ready = stable_now["readyReplicas"] + canary_now["readyReplicas"]
     common: dict[str, Any] = dict(
-        children=children, stable=stable_now, canary=canary_now, held=held, events=events, requeue_after=requeue,
-        replicas=stable_now["replicas"] + canary_now["replicas"], ready_replicas=ready, desired_replicas=n,
-        extra_status=extra, drop_status=drop,
+        children=children,
+        stable=stable_now,
+        canary=canary_now,
+        held=held,
+        events=events,
+        requeue_after=requeue,
+        replicas=stable_now["replicas"] + canary_now["replicas"],
+        ready_replicas=ready,
+        desired_replicas=n,
+        extra_status=extra,
+        drop_status=drop,
         routing=Routing(canary_weight=weight, mirror_percent=shadow if not aborted else 0),
     )
     if aborted:
         message = f"{aborted['message']}; {stable.get('version') or stable['revision']} serving at full weight"
-        return Outcome(**common, phase=c.DEGRADED, reason=aborted["reason"], message=message, conditions=[
-            c.condition(c.READY, True, c.ALL_READY, f"{stable.get('version')} serving"),
-            c.condition(c.PROGRESSING_COND, False, aborted["reason"], message),
-            c.condition(c.DEGRADED_COND, True, aborted["reason"], message),
-            c.condition(c.MODEL_VERIFIED, False if aborted["reason"] == c.INTEGRITY_MISMATCH else None,
-                        aborted["reason"], aborted["message"]),
-        ])
+        return Outcome(
+            **common,
+            phase=c.DEGRADED,
+            reason=aborted["reason"],
+            message=message,
+            conditions=[
+                c.condition(c.READY, True, c.ALL_READY, f"{stable.get('version')} serving"),
+                c.condition(c.PROGRESSING_COND, False, aborted["reason"], message),
+                c.condition(c.DEGRADED_COND, True, aborted["reason"], message),
+                c.condition(
+                    c.MODEL_VERIFIED,
+                    False if aborted["reason"] == c.INTEGRITY_MISMATCH else None,
+                    aborted["reason"],
+                    aborted["message"],
+                ),
+            ],
+        )
     if promoting:
-        message = (f"promoting {label}: stable track {stable_progress.updated}/{n} updated; "
-                   f"canary keeps serving until stable is Ready")
+        message = (
+            f"promoting {label}: stable track {stable_progress.updated}/{n} updated; "
+            f"canary keeps serving until stable is Ready"
+        )
     elif paused_for:
         message = f"{paused_for}; canary {label} at {weight}%"
     elif waiting_analysis and run is not None:
-        message = f"step {step + 1}/{n_steps}: canary {label} at {weight}%, waiting for a passing measurement; " \
-                  f"{analysis_state.describe(run)}"
+        message = (
+            f"step {step + 1}/{n_steps}: canary {label} at {weight}%, waiting for a passing measurement; "
+            f"{analysis_state.describe(run)}"
+        )
     else:
         message = f"step {step + 1}/{n_steps}: canary {label} at {weight}%, {canary_now['readyReplicas']}/{canary_want} Pods Ready"
     phase = c.PAUSED if paused_for and not promoting else c.PROGRESSING
     verified = canary_now["readyReplicas"] > 0
-    return Outcome(**common, phase=phase, reason="CanaryPaused" if phase == c.PAUSED else "CanaryProgressing",
-                   message=message, conditions=[
-        c.condition(c.READY, True, c.ALL_READY, f"{stable.get('version') or stable['revision']} serving"),
-        c.condition(c.PROGRESSING_COND, True, "CanaryProgressing", message),
-        c.condition(c.DEGRADED_COND, False, c.AS_EXPECTED, "no problems found"),
-        c.condition(c.MODEL_VERIFIED, True if verified else None,
-                    c.DIGEST_VERIFIED if verified else c.WAITING_FOR_PODS,
-                    f"{canary_now['readyReplicas']} canary Pod(s) loaded the verified model" if verified
-                    else "waiting for a canary Pod to load the model"),
-    ])
+    return Outcome(
+        **common,
+        phase=phase,
+        reason="CanaryPaused" if phase == c.PAUSED else "CanaryProgressing",
+        message=message,
+        conditions=[
+            c.condition(c.READY, True, c.ALL_READY, f"{stable.get('version') or stable['revision']} serving"),
+            c.condition(c.PROGRESSING_COND, True, "CanaryProgressing", message),
+            c.condition(c.DEGRADED_COND, False, c.AS_EXPECTED, "no problems found"),
+            c.condition(
+                c.MODEL_VERIFIED,
+                True if verified else None,
+                c.DIGEST_VERIFIED if verified else c.WAITING_FOR_PODS,
+                f"{canary_now['readyReplicas']} canary Pod(s) loaded the verified model"
+                if verified
+                else "waiting for a canary Pod to load the model",
+            ),
+        ],
+    )

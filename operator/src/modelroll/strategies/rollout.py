@@ -1,0 +1,49 @@
+"""What every two-track rollout (canary, blue-green) decides first: is this the rollout
+already under way, is it aborted, and did a person ask to retry or abort it (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import actions
+from ..actions import Requests
+
+Events = list[tuple[str, str, str]]
+
+
+def abort_record(revision: str, reason: str, message: str) -> dict[str, str]:
+    return {"revision": revision, "reason": reason, "message": message}
+
+
+@dataclass
+class Rollout:
+    same: bool  # status already describes the rollout of this revision
+    aborted: dict[str, str] | None
+    retried: bool  # a retry restarted it in this reconcile
+    events: Events = field(default_factory=list)
+
+
+def open_rollout(
+    status: Mapping[str, Any], rev: str, label: str, requests: Requests, what: str, abortable: bool = True
+) -> Rollout:
+    """Start, restart, retry or abort the rollout of ``rev`` (``what``: e.g. "canary rollout")."""
+    previous = status.get("canary") or {}
+    same = previous.get("revision") == rev
+    aborted = status.get("aborted") if (status.get("aborted") or {}).get("revision") == rev else None
+    out = Rollout(same=same, aborted=aborted, retried=False)
+    if not same and previous:
+        old = previous.get("version") or previous.get("revision")
+        out.events.append(
+            ("Normal", "RolloutRestarted", f"spec changed mid-rollout: {old} replaced by {label}; the {what} restarts")
+        )
+    elif not same:
+        out.events.append(("Normal", "RolloutStarted", f"{what} of {label} started"))
+    if out.aborted and requests.take(actions.RETRY):
+        out.aborted, out.retried = None, True
+        out.events.append(("Normal", "Retry", f"{what} of {label} retried from the start"))
+    if not out.aborted and abortable and requests.take(actions.ABORT):
+        out.aborted = abort_record(rev, "Aborted", f"rollout of {label} aborted by a user")
+        out.events.append(("Warning", "Aborted", out.aborted["message"]))
+    return out
