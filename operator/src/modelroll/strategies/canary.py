@@ -252,8 +252,8 @@ def plan_canary(
             f"{analysis_state.describe(run)}"
         )
     else:
-        ready = f"{canary_now['readyReplicas']}/{canary_want}"
-        message = f"step {step + 1}/{n_steps}: canary {label} at {weight}%, {ready} Pods Ready"
+        canary_ready = f"{canary_now['readyReplicas']}/{canary_want}"
+        message = f"step {step + 1}/{n_steps}: canary {label} at {weight}%, {canary_ready} Pods Ready"
     phase = c.PAUSED if paused_for and not promoting else c.PROGRESSING
     verified = canary_now["readyReplicas"] > 0
     return Outcome(
