@@ -219,6 +219,10 @@ def main() -> int:
                 rows.append({"server": cfg.server, "batching": cfg.batching, "note": f"FAILED: {e}",
                              "model": model_name, "conns": 0, "rps": 0.0, "p50": 0.0, "p99": 0.0,
                              "errors": -1})  # fmt: skip
+    # the limit is measured again at the end and the higher figure kept: a busy moment
+    # must not make the 1-connection target look easier than it is
+    again = {k: in_process(v) for k, v in models.items()}
+    limits = {k: (max(limits[k][0], again[k][0]), max(limits[k][1], again[k][1])) for k in limits}
     report = render(rows, limits, seconds, workers)
     print(report)
     a.results.mkdir(parents=True, exist_ok=True)
@@ -247,7 +251,7 @@ def render(rows: list[dict[str, object]], limits: dict[str, tuple[float, float]]
         label = f"{r['server']}" + (f" ({r['note']})" if str(r["note"]).startswith("FAILED") else "")
         lines.append(f"| {label} | {r['batching']} | {r['model']} | {r['conns']} | "
                      f"{r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |")  # fmt: skip
-    lines += ["", "In-process scikit-learn `predict` (the limit):", ""]
+    lines += ["", "In-process scikit-learn `predict` (the limit; the higher of a measure before and after):", ""]
     for k, (one, many) in limits.items():
         lines.append(f"- {k}: one row {one:,.0f} calls/s; 64 rows {many:,.0f} rows/s")
     lines += ["", "Targets:", ""] + [f"- {t}" for t in targets(rows, limits)]

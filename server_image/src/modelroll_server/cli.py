@@ -12,7 +12,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from modelroll_contract import TERMINATION_LOG
+from modelroll_contract import ENV_DIGEST, TERMINATION_LOG
 
 from . import __version__
 from .config import ConfigError, Settings, add_serve_arguments, load_settings
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fp = sub.add_parser("fetch", help="copy a model artifact to a local path, verified")
     fp.add_argument("uri", help="file://, a path, http(s)://, or s3://bucket/key")
     fp.add_argument("dest", help="where to write the artifact")
-    fp.add_argument("--digest", default=os.environ.get("MODELROLL_SERVER_DIGEST") or None,
+    fp.add_argument("--digest", default=os.environ.get(ENV_DIGEST) or None,
                     help="sha256:HEX the artifact must have")  # fmt: skip
     fp.add_argument("--termination-log", default=TERMINATION_LOG,
                     help="file that receives a one-line reason on failure")  # fmt: skip

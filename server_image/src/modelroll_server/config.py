@@ -12,14 +12,19 @@ from dataclasses import dataclass, field
 from modelroll_contract import (
     ENV_DIGEST,
     ENV_FORMAT,
+    ENV_GRACE_SECONDS,
+    ENV_HOST,
+    ENV_LOG_LEVEL,
     ENV_MAX_BATCH_SIZE,
     ENV_MAX_BATCH_WAIT_MS,
+    ENV_MAX_BODY_BYTES,
     ENV_METHOD,
     ENV_MODEL,
     ENV_NAME,
     ENV_PORT,
-    ENV_PREFIX,
+    ENV_TERMINATION_LOG,
     ENV_TRACK,
+    ENV_TRUSTED_TYPES,
     ENV_VERSION,
     ENV_WORKERS,
     SERVER_PORT,
@@ -28,13 +33,6 @@ from modelroll_contract import (
 )
 
 from .loading import FORMATS, parse_digest
-
-ENV_HOST = ENV_PREFIX + "HOST"
-ENV_MAX_BODY_BYTES = ENV_PREFIX + "MAX_BODY_BYTES"
-ENV_TRUSTED_TYPES = ENV_PREFIX + "TRUSTED_TYPES"
-ENV_GRACE_SECONDS = ENV_PREFIX + "GRACE_SECONDS"
-ENV_TERMINATION_LOG = ENV_PREFIX + "TERMINATION_LOG"
-ENV_LOG_LEVEL = ENV_PREFIX + "LOG_LEVEL"
 
 
 class ConfigError(ValueError):
