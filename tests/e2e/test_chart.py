@@ -416,6 +416,99 @@ def test_two_replicas_one_leader_and_the_standby_finishes_the_rollout(
         uninstall(kubectl, rel)
 
 
+# --- least privilege, derived: the rules are exactly what the operator is refused without them ----
+
+READS = ["modeldeployments", "deployments", "services", "pods", "horizontalpodautoscalers", "httproutes"]
+REFUSED = re.compile(r'cannot (\w+) resource \\?"([^"\\]+)\\?" in API group \\?"([^"\\]*)\\?"')
+
+
+def test_chart_rules_are_exactly_the_verbs_the_operator_is_refused_without_them(
+    kubectl, kubeconfig, install_crds, gateway_crds, namespace, run_operator, tmp_path
+):
+    """Start the operator with list + watch only; grant each verb it is refused while canary,
+    scale-during-pause, blue-green with Gateway API and autoscaling, and a switch back to Rolling
+    run to completion; the verbs granted must be the chart's rules, no more and no fewer."""
+    probe = Release(name="probe", namespace=namespace)
+    kubectl("create", "serviceaccount", probe.fullname, "-n", namespace)
+    kubectl("create", "rolebinding", "probe", "--role=probe", f"--serviceaccount={namespace}:{probe.fullname}",
+            "-n", namespace)  # fmt: skip
+    granted: set[tuple[str, str, str]] = set()  # (api group, resource, verb)
+
+    def write_role() -> None:
+        rules = [{"apiGroups": sorted({"modelroll.io", "apps", "", "autoscaling", "gateway.networking.k8s.io"}),
+                  "resources": READS, "verbs": ["list", "watch"]}]  # fmt: skip
+        rules += [{"apiGroups": [g], "resources": [r], "verbs": [v]} for g, r, v in sorted(granted)]
+        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "probe", "namespace": namespace}, "rules": rules}  # fmt: skip
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(role))
+
+    write_role()
+    sa = sa_kubeconfig(kubectl, kubeconfig, probe, tmp_path / "probe-kubeconfig")
+    op = run_operator(
+        env={"KUBECONFIG": str(sa), "MODELROLL_NAMESPACES": namespace, "MODELROLL_METRICS_PORT": str(free_port()),
+             "MODELROLL_RESYNC_SECONDS": "2"},
+        log_name="probe",
+    )  # fmt: skip
+    pokes = iter(range(1_000_000))
+
+    def until(name: str, predicate, what: str) -> None:
+        """Poll; grant whatever was refused since, and poke the objects so they retry at once."""
+
+        def step():
+            refused = {(g, r, v) for v, r, g in REFUSED.findall(op.log())} - granted
+            if refused:
+                granted.update(refused)
+                write_role()
+                kubectl("annotate", "mdep", "--all", "-n", namespace, f"modelroll.test/poke={next(pokes)}",
+                        "--overwrite")  # fmt: skip
+                return None
+            return predicate(status_of(kubectl, namespace, name))
+
+        wait_for(step, timeout=120, interval=0.5, message=lambda: f"{name}: {what}; granted {sorted(granted)}")
+
+    healthy_at = lambda v: lambda s: s.get("phase") == "Healthy" and s["stable"]["version"] == v and "canary" not in s  # noqa: E731
+    # A canary with a manual pause, scaled while paused (the held stable track), then promoted.
+    apply(kubectl, namespace, manifest("can", "v1", 2, strategy=CANARY))
+    until("can", healthy_at("v1"), "v1 Healthy")
+    apply(kubectl, namespace, manifest("can", "v2", 2, strategy=CANARY))
+    until("can", lambda s: s.get("phase") == "Paused", "Paused")
+    kubectl("scale", "mdep", "can", "-n", namespace, "--replicas=3")
+    until("can", lambda s: s.get("phase") == "Paused" and s["stable"]["replicas"] == 3, "stable scaled to 3")
+    plugin(kubeconfig, "promote", "can", "-n", namespace)
+    until("can", healthy_at("v2"), "v2 promoted")
+    # Blue-green behind a Gateway API HTTPRoute, with an HPA; then back to plain Rolling.
+    gw = {"gatewayAPI": {"parentRefs": [{"name": "public", "namespace": "gateways"}], "hostnames": ["bg.example.com"]}}
+    bg = {"type": "BlueGreen", "blueGreen": {"scaleDownDelaySeconds": 1}}
+    extra = {"strategy": bg, "trafficRouting": gw, "autoscaling": {"minReplicas": 2, "maxReplicas": 3}}
+    apply(kubectl, namespace, manifest("bg", "v1", 2, **extra))
+    until("bg", healthy_at("v1"), "v1 Healthy")
+    apply(kubectl, namespace, manifest("bg", "v2", 2, **extra))
+    until("bg", lambda s: s.get("phase") == "Paused", "preview Paused")
+    plugin(kubeconfig, "promote", "bg", "-n", namespace)
+    until("bg", healthy_at("v2"), "v2 promoted")
+    apply(kubectl, namespace, manifest("bg", "v2", 2))
+
+    def children_gone(_status) -> bool:
+        left = [kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
+                for kind, name in (("httproute", "bg"), ("hpa", "bg"), ("service", "bg-preview"))]  # fmt: skip
+        return not any(left)
+
+    until("bg", children_gone, "HTTPRoute, HPA and preview Service deleted")
+
+    role = next(
+        d for d in render("x", "--set", "watchNamespaces={x}") if d["kind"] == "Role"
+    )  # same rules as the ClusterRole
+    rules = {
+        (g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+    }
+    assert {r for _, r, v in rules if v in ("list", "watch")} == set(READS)
+    writes = {rule for rule in rules if rule[2] not in ("list", "watch")}
+    # Not exercisable here: only clusters with the OwnerReferencesPermissionEnforcement admission
+    # plugin check it (children carry blockOwnerDeletion).
+    writes.discard(("modelroll.io", "modeldeployments/finalizers", "update"))
+    assert granted == writes, f"missing from the chart: {sorted(granted - writes)}; unused: {sorted(writes - granted)}"
+
+
 # --- GitOps: the Argo CD health check under Argo CD's own Lua interpreter (gopher-lua) ---------
 
 ARGOCD_LUA = ROOT / "docs" / "gitops" / "argocd-health.lua"
