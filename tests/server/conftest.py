@@ -77,6 +77,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     joblib.dump(tm.FaultyModel().fit(X, y), m.paths["faulty"])
     m.paths["slow"] = d / "slow.joblib"
     joblib.dump(tm.SlowModel().fit(X, y), m.paths["slow"])
+    m.paths["contrarian"] = d / "contrarian.joblib"
+    joblib.dump(tm.Contrarian().fit(X, y), m.paths["contrarian"])
     m.paths["slow_to_load"] = d / "slow_to_load.pkl"
     m.paths["slow_to_load"].write_bytes(pickle.dumps(tm.SlowToLoad().fit(X, y)))
     return m

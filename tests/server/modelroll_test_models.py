@@ -51,3 +51,13 @@ class Marker:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+class Contrarian(FaultyModel):
+    """predict says class 1 while predict_proba favours class 0 (like a calibrated SVC can)."""
+
+    def predict(self, X):  # noqa: N803
+        return np.ones(len(np.asarray(X)), dtype=np.int64)
+
+    def predict_proba(self, X):  # noqa: N803
+        return np.tile([0.8, 0.2], (len(np.asarray(X)), 1))

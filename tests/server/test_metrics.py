@@ -64,3 +64,13 @@ def test_every_series_carries_the_three_labels(lr_server):
                  "modelroll_model_load_seconds", "modelroll_predictions_total",
                  "modelroll_prediction_confidence"):  # fmt: skip
         assert f"# TYPE {name} " in text
+
+
+def test_class_counts_follow_predict_not_the_probabilities(models, tmp_path):
+    with running_server(tmp_path, models.paths["contrarian"], "c") as s:
+        assert s.infer(models.X[:4]).json()["outputs"][0]["data"] == [1, 1, 1, 1]
+        m = s.metrics()
+        labels = 'model_name="c",model_version="1",track="stable"'
+        assert m[f'modelroll_predictions_total{{{labels},class="1"}}'] == 4
+        assert m[f'modelroll_predictions_total{{{labels},class="0"}}'] == 0
+        assert m[f"modelroll_prediction_confidence_sum{{{labels}}}"] == pytest.approx(3.2)

@@ -137,11 +137,15 @@ class Batcher:
             start = end
 
     def _observe(self, pred: np.ndarray | None, proba: np.ndarray | None) -> None:
-        classes = self.model.classes
-        if proba is not None and proba.ndim == 2 and proba.shape[1]:
-            idx = proba.argmax(axis=1)
-            top = proba[np.arange(len(idx)), idx]
-            self.metrics.predictions(idx, top)
+        """Count predicted classes (what predict returned) and the top-class probability."""
+        model = self.model
+        classes = model.classes
+        has_proba = proba is not None and proba.ndim == 2 and proba.shape[1] > 0
+        idx = None
+        if has_proba and (pred is None or model.derive_predict):
+            idx = proba.argmax(axis=1)  # type: ignore[union-attr]
         elif pred is not None and classes is not None:
             idx = np.clip(np.searchsorted(classes, pred), 0, len(classes) - 1)
-            self.metrics.predictions(idx, None)
+        top = proba.max(axis=1) if has_proba else None  # type: ignore[union-attr]
+        if idx is not None or top is not None:
+            self.metrics.predictions(idx, top)
