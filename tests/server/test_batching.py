@@ -53,6 +53,9 @@ def test_64_concurrent_clients_each_get_their_own_rows(models, tmp_path, wait_ms
         batches = m[f"modelroll_batch_size_count{{{labels}}}"]
         rows = m[f"modelroll_batch_size_sum{{{labels}}}"]
         assert rows == sum(n for _, n, _ in results)
-        assert batches < len(results), "concurrent requests were never batched together"
+        if wait_ms != "0":
+            # with a wait the batch deterministically gathers requests; without one it only
+            # batches what arrives while the model runs, which depends on the machine
+            assert batches < len(results), "concurrent requests were never batched together"
         # no batch is larger than the limit allows (whole requests of at most 4 rows)
         assert m[f'modelroll_batch_size_bucket{{{labels},le="32"}}'] == batches

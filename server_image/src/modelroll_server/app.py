@@ -46,9 +46,9 @@ _TEXT = b"text/plain; version=0.0.4; charset=utf-8"
 _DISCARD_LIMIT = 64 * 1024 * 1024  # bytes of an oversized body read (and dropped) before closing
 
 
-def http_response(status: int, body: bytes, keep_alive: bool, ctype: bytes = _JSON) -> bytes:
-    head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
-        status, _REASONS.get(status, b"Unknown"), ctype, len(body))  # fmt: skip
+def http_response(status: int, body: bytes, keep_alive: bool, ctype: bytes = _JSON, extra: bytes = b"") -> bytes:
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s" % (
+        status, _REASONS.get(status, b"Unknown"), ctype, len(body), extra)  # fmt: skip
     if not keep_alive:
         head += b"connection: close\r\n"
     return head + b"\r\n" + body
@@ -182,15 +182,15 @@ class App:
                 return proto, NotFound(f"model {parts[3]!r} not found")
             if len(parts) >= 6 and parts[4] == "versions" and parts[5] != self.s.version:
                 return proto, NotFound(f"version {parts[5]!r} of model {parts[3]!r} not found")
-            return proto, NotFound(f"no route for {method.decode()} {text}")
+            return proto, NotFound(f"no route for {method.decode('latin-1')} {text}")
         if text.startswith("/v1/models/"):
             rest = text[len("/v1/models/") :]
             model, _, verb = rest.partition(":")
             proto = V1 if verb == "predict" else None
             if model != self.s.name:
                 return proto, NotFound(f"model {model!r} not found")
-            return proto, NotFound(f"no route for {method.decode()} {text}")
-        return None, NotFound(f"no route for {method.decode()} {text}")
+            return proto, NotFound(f"no route for {method.decode('latin-1')} {text}")
+        return None, NotFound(f"no route for {method.decode('latin-1')} {text}")
 
     # --- simple handlers: return (status, body, content type) --------------------------
     def h_live(self) -> tuple[int, bytes, bytes]:
@@ -230,7 +230,7 @@ class App:
         return 200, self.metrics.render(), _TEXT
 
     def h_openapi(self) -> tuple[int, bytes, bytes]:
-        return 200, openapi.document(self.s.name, self.s.version), _JSON
+        return 200, openapi.document(self.s.name, self.s.version, self.model.n_features if self.model else None), _JSON
 
     # --- inference ----------------------------------------------------------------------
     def infer(self, conn: Conn, slot: list[Any], proto: int, body: bytes, t0: float) -> None:
@@ -271,11 +271,11 @@ class App:
         self.finish(conn, slot, proto, t0, 200, body)
 
     def finish(self, conn: Conn, slot: list[Any], proto: int, t0: float, status: int,
-               body: bytes) -> None:  # fmt: skip
+               body: bytes, extra: bytes = b"") -> None:  # fmt: skip
         m = self.metrics
         m.inflight(-1)
         m.request_done(proto, status, time.perf_counter() - t0)
-        conn.respond(slot, status, body, _JSON)
+        conn.respond(slot, status, body, _JSON, extra)
 
 
 class Conn(asyncio.Protocol):
@@ -412,12 +412,15 @@ class Conn(asyncio.Protocol):
             return
         allowed, handler = route
         if method != allowed:
-            err2 = MethodNotAllowed(f"{method.decode()} is not allowed on {path.decode()}; use {allowed.decode()}")
+            err2 = MethodNotAllowed(
+                f"{method.decode('latin-1')} is not allowed on {path.decode('latin-1')}; use {allowed.decode()}"
+            )
+            allow = b"allow: %s\r\n" % allowed
             if isinstance(handler, int):
                 app.metrics.inflight(1)
-                app.finish(self, slot, handler, t0, 405, error_body(str(err2)))
+                app.finish(self, slot, handler, t0, 405, error_body(str(err2)), allow)
             else:
-                self.respond(slot, 405, error_body(str(err2)), _JSON)
+                self.respond(slot, 405, error_body(str(err2)), _JSON, allow)
             return
         if isinstance(handler, int):
             app.infer(self, slot, handler, body, t0)
@@ -438,16 +441,16 @@ class Conn(asyncio.Protocol):
             self.paused = True
         return slot
 
-    def respond(self, slot: list[Any], status: int, body: bytes, ctype: bytes) -> None:
-        slot[0] = (status, body, ctype)
+    def respond(self, slot: list[Any], status: int, body: bytes, ctype: bytes, extra: bytes = b"") -> None:
+        slot[0] = (status, body, ctype, extra)
         slots = self.slots
         while slots and slots[0][0] is not None:
-            (st, b, ct), keep_alive = slots.popleft()
+            (st, b, ct, ex), keep_alive = slots.popleft()
             keep_alive = keep_alive and not self.app.draining
             t = self.transport
             if t is None:
                 continue
-            t.write(http_response(st, b, keep_alive, ct))
+            t.write(http_response(st, b, keep_alive, ct, ex))
             if not keep_alive:
                 self.close()
         if self.paused and len(slots) < 16 and self.transport is not None:

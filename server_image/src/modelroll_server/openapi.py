@@ -31,15 +31,29 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _build(name: str, version: str) -> dict[str, Any]:
+def _build(name: str, version: str, n_features: int | None) -> dict[str, Any]:
+    scalar = {"anyOf": [{"type": "number"}, {"type": "boolean"}]}
+    row: dict[str, Any] = {"type": "array", "items": scalar, "minItems": 1}
+    if n_features:
+        row.update(minItems=n_features, maxItems=n_features)
     tensor = {
         "type": "object",
         "required": ["name", "shape", "datatype", "data"],
         "properties": {
             "name": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "shape": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "minItems": 1,
+                "maxItems": 2,
+            },
             "datatype": {"type": "string", "enum": _DATATYPES},
-            "data": {"type": "array", "description": "flat or nested, row-major"},
+            "data": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"anyOf": [scalar, row]},
+                "description": "flat or nested, row-major; [rows, features] values in all",
+            },
             "parameters": {"type": "object"},
         },
     }
@@ -49,7 +63,12 @@ def _build(name: str, version: str) -> dict[str, Any]:
         "properties": {
             "id": {"type": "string"},
             "parameters": {"type": "object"},
-            "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Tensor"}},
+            "inputs": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/Tensor"},
+                "minItems": 1,
+                "maxItems": 1,
+            },
             "outputs": {
                 "type": "array",
                 "items": {
@@ -160,7 +179,7 @@ def _build(name: str, version: str) -> dict[str, Any]:
         "summary": "KServe V1 prediction", "parameters": [name_param],
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "required": ["instances"], "properties": {"instances": {
-                "type": "array", "items": {"type": "array", "items": {"type": "number"}}}}}}}},
+                "type": "array", "minItems": 1, "items": row}}}}}},
         "responses": {"200": _json({"type": "object", "properties": {
             "predictions": {"type": "array"}}}), **errors}}}  # fmt: skip
     return {
@@ -176,5 +195,5 @@ def _build(name: str, version: str) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=4)
-def document(name: str, version: str) -> bytes:
-    return orjson.dumps(_build(name, version))
+def document(name: str, version: str, n_features: int | None = None) -> bytes:
+    return orjson.dumps(_build(name, version, n_features))
