@@ -188,7 +188,7 @@ def running_server(
         stop(proc)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lr_server(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(
         tmp_path_factory.mktemp("lr"), models.paths["lr"], "lr",
