@@ -115,6 +115,7 @@ async def children_latency(client: AsyncClient, ns: str, samples: int) -> list[f
 
 
 async def all_healthy(client: AsyncClient, ns: str, count: int, timeout: float) -> float:
+    """Create ``count`` objects at once, then wait until every object in ``ns`` is Healthy."""
     start = time.perf_counter()
     sem = asyncio.Semaphore(32)
 
@@ -124,8 +125,8 @@ async def all_healthy(client: AsyncClient, ns: str, count: int, timeout: float) 
 
     await asyncio.gather(*(create(i) for i in range(count)))
     while time.perf_counter() - start < timeout:
-        healthy = len([md async for md in client.list(MD, namespace=ns) if (md.status or {}).get("phase") == "Healthy"])
-        if healthy >= count:
+        phases = [(md.status or {}).get("phase") async for md in client.list(MD, namespace=ns)]
+        if phases.count("Healthy") >= count and all(p == "Healthy" for p in phases):
             return time.perf_counter() - start
         await asyncio.sleep(0.5)
     return float("inf")
@@ -174,6 +175,8 @@ async def run(args: argparse.Namespace, port: int, pid: int) -> list[tuple[str, 
         )
     )
     # One full resync of every (unchanged, Healthy) object: count writes and reconciles.
+    for ns in NAMESPACES:
+        await all_healthy(client, ns, 0, 120)
     before = scrape(port)
     key = 'modelroll_operator_reconciles_total{outcome="unchanged"}'
     objects = args.small + args.large + args.latency_samples
