@@ -507,7 +507,7 @@ def test_defaults_of_a_minimal_object(schema: Schema) -> None:
         "replicas": 1,
         "progressDeadlineSeconds": 600,
         "revisionHistoryLimit": 10,
-        "server": {"workers": 1, "batching": {"maxBatchSize": 64, "maxLatencyMs": 5}},
+        "server": {"workers": 1, "batching": {"maxBatchSize": 64, "maxLatencyMs": 0}},
         "strategy": {"type": "Rolling"},
     }
 

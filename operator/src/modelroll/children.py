@@ -46,6 +46,7 @@ HASH_ANNOTATION = "modelroll.io/spec-hash"
 SERVICE_PORT = 80
 PVC_MOUNT = "/mnt/model-source"
 RUN_AS_USER = 65532  # the server image's non-root user
+PRE_STOP_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -188,10 +189,15 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
                 ],
                 "terminationMessagePath": TERMINATION_LOG,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
+                # Endpoints drop a terminating Pod asynchronously; keep serving a few seconds so
+                # no client is sent to a server that already stopped listening.
+                "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
                 "resources": resources,
                 "securityContext": _RESTRICTED,
             }
         ],
+        # preStop sleep + the server's own drain (MODELROLL_SERVER_GRACE_SECONDS, 25 s) fit in it
+        "terminationGracePeriodSeconds": PRE_STOP_SECONDS + 30,
         "volumes": [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}] + src_volumes,
     }
     if server.node_selector:

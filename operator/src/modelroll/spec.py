@@ -49,7 +49,7 @@ class ModelSpec:
 @dataclass(frozen=True)
 class Batching:
     max_batch_size: int = 64
-    max_latency_ms: int = 5
+    max_latency_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ def _parse_server(raw: Any) -> ServerSpec:
         workers=_req_int(s, "workers", path, 1, 1, 64),
         batching=Batching(
             max_batch_size=_req_int(b, "maxBatchSize", f"{path}.batching", 64, 1, 4096),
-            max_latency_ms=_req_int(b, "maxLatencyMs", f"{path}.batching", 5, 0, 1000),
+            max_latency_ms=_req_int(b, "maxLatencyMs", f"{path}.batching", 0, 0, 1000),
         ),
         resources=dict(_obj(s.get("resources"), f"{path}.resources")),
         env=tuple(env),
