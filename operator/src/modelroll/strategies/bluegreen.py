@@ -30,7 +30,7 @@ from ..traffic.routing import Routing
 from .canary import ROLLOUT_KEYS, steady
 from .outcome import Outcome
 from .rolling import plan_rolling
-from .rollout import abort_record, open_rollout
+from .rollout import abort_record, aborted_outcome, open_rollout
 from .tracks import hold_or_rebuild, identity, parse_time, track_status
 
 PREVIEW, SWITCHED, FINALIZING = "Preview", "Switched", "Finalizing"
@@ -188,24 +188,7 @@ def plan_bluegreen(
     )
     old = stable.get("version") or stable["revision"]
     if aborted:
-        message = f"{aborted['message']}; {old} serving"
-        return Outcome(
-            **common,
-            phase=c.DEGRADED,
-            reason=aborted["reason"],
-            message=message,
-            conditions=[
-                c.condition(c.READY, True, c.ALL_READY, f"{old} serving"),
-                c.condition(c.PROGRESSING_COND, False, aborted["reason"], message),
-                c.condition(c.DEGRADED_COND, True, aborted["reason"], message),
-                c.condition(
-                    c.MODEL_VERIFIED,
-                    False if aborted["reason"] == c.INTEGRITY_MISMATCH else None,
-                    aborted["reason"],
-                    aborted["message"],
-                ),
-            ],
-        )
+        return aborted_outcome(common, aborted, old, f"{aborted['message']}; {old} serving")
     if waiting_analysis and run is not None:
         waiting = "promotion" if stage == PREVIEW else "scale-down of the old track"
         message = (

@@ -30,7 +30,7 @@ from ..spec import ModelDeploymentSpec, Step
 from ..traffic.routing import Routing
 from .outcome import Outcome
 from .rolling import plan_rolling
-from .rollout import abort_record, open_rollout
+from .rollout import abort_record, aborted_outcome, open_rollout
 from .tracks import hold_or_rebuild, identity, parse_time, track_status
 
 ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted")
@@ -221,24 +221,8 @@ def plan_canary(
         routing=Routing(canary_weight=weight, mirror_percent=shadow if not aborted else 0),
     )
     if aborted:
-        message = f"{aborted['message']}; {stable.get('version') or stable['revision']} serving at full weight"
-        return Outcome(
-            **common,
-            phase=c.DEGRADED,
-            reason=aborted["reason"],
-            message=message,
-            conditions=[
-                c.condition(c.READY, True, c.ALL_READY, f"{stable.get('version')} serving"),
-                c.condition(c.PROGRESSING_COND, False, aborted["reason"], message),
-                c.condition(c.DEGRADED_COND, True, aborted["reason"], message),
-                c.condition(
-                    c.MODEL_VERIFIED,
-                    False if aborted["reason"] == c.INTEGRITY_MISMATCH else None,
-                    aborted["reason"],
-                    aborted["message"],
-                ),
-            ],
-        )
+        old = stable.get("version") or stable["revision"]
+        return aborted_outcome(common, aborted, old, f"{aborted['message']}; {old} serving at full weight")
     if promoting:
         message = (
             f"promoting {label}: stable track {stable_progress.updated}/{n} updated; "

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import actions
+from .. import conditions as c
 from ..actions import Requests
+from .outcome import Outcome
 
 Events = list[tuple[str, str, str]]
 
@@ -47,3 +49,21 @@ def open_rollout(
         out.aborted = abort_record(rev, "Aborted", f"rollout of {label} aborted by a user")
         out.events.append(("Warning", "Aborted", out.aborted["message"]))
     return out
+
+
+def aborted_outcome(common: Mapping[str, Any], aborted: Mapping[str, str], serving: str, message: str) -> Outcome:
+    """Degraded with the abort's reason; the stable model (``serving``) still answers."""
+    reason = aborted["reason"]
+    verified = False if reason == c.INTEGRITY_MISMATCH else None
+    return Outcome(
+        **common,
+        phase=c.DEGRADED,
+        reason=reason,
+        message=message,
+        conditions=[
+            c.condition(c.READY, True, c.ALL_READY, f"{serving} serving"),
+            c.condition(c.PROGRESSING_COND, False, reason, message),
+            c.condition(c.DEGRADED_COND, True, reason, message),
+            c.condition(c.MODEL_VERIFIED, verified, reason, aborted["message"]),
+        ],
+    )
