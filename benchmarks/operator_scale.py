@@ -34,7 +34,8 @@ from lightkube.resources.core_v1 import Namespace, Node, Service
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.cluster import launcher  # noqa: E402
-from tests.e2e.operator_helpers import free_port, scrape, total  # noqa: E402
+from tests.e2e.operator_helpers import scrape, total  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 WRITES = "modelroll_operator_api_writes_total"
 MD = create_namespaced_resource("modelroll.io", "v1alpha1", "ModelDeployment", "modeldeployments")

@@ -8,6 +8,8 @@ calls the predicate it is given.
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -88,3 +90,21 @@ def make_pod_crashloop(kubectl: Kubectl, namespace: str, pod: str) -> None:
 def make_pod_fail(kubectl: Kubectl, namespace: str, pod: str) -> None:
     """Make a running Pod fail (phase Failed), via kwok's own chaos Stage."""
     kubectl("label", "pod", "-n", namespace, pod, f"{FAIL_LABEL}=true", "--overwrite")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 15 s: what a kubelet does to a container."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

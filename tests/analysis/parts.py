@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,20 +23,9 @@ import numpy as np
 import requests
 import yaml
 
-from tests.e2e.operator_helpers import free_port
-from tests.helpers import wait_for
+from tests.helpers import free_port, stop_process, wait_for
 
 SCRAPE_SECONDS = 1
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 class Prometheus:
@@ -93,7 +81,7 @@ class Prometheus:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            stop_process(self.proc)
 
     def log(self) -> str:
         path = self.dir / "prometheus.log"
@@ -158,7 +146,7 @@ def start_server(workdir: Path, model: Path, name: str, version: str, track: str
 
 
 def stop_server(server: ModelServer) -> None:
-    _stop(server.proc)
+    stop_process(server.proc)
 
 
 @dataclass

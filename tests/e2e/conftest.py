@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.operator_helpers import free_port
-from tests.helpers import get_json, wait_for
+from tests.helpers import free_port, get_json, wait_for
 
 GATEWAY_API_VERSION = "v1.3.0"  # standard channel; RequestMirror.percent is standard from v1.3
 

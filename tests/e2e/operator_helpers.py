@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -18,12 +17,6 @@ from tests.helpers import get_json
 ROOT = Path(__file__).resolve().parents[2]
 DIGESTS = {f"v{i}": "sha256:" + str(i) * 64 for i in range(1, 10)}
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "4s"}}, {"setWeight": 50}, {"pause": {}}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def manifest(name: str, version: str = "v1", replicas: int = 2, **spec: Any) -> str:

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from tests.analysis.parts import Prometheus, Traffic, scratch_dir, start_server, stop_server
-from tests.e2e.operator_helpers import apply, events_of, free_port, manifest, plugin, stable_version_is, status_of
-from tests.helpers import wait_for
+from tests.e2e.operator_helpers import apply, events_of, manifest, plugin, stable_version_is, status_of
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 NAME = "churn"

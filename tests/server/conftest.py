@@ -7,8 +7,6 @@ import contextlib
 import hashlib
 import os
 import pickle
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,17 +23,14 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import modelroll_test_models as tm  # noqa: E402
 
+from tests.helpers import free_port  # noqa: E402
+from tests.helpers import stop_process as stop  # noqa: E402
+
 N_FEATURES = 20
 
 
 def sha256_of(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -152,16 +147,6 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: s
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @contextlib.contextmanager
