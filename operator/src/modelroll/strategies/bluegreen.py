@@ -24,13 +24,13 @@ from ..actions import Requests
 from ..analysis import state as analysis_state
 from ..analysis.gates import POST_PROMOTION, PRE_PROMOTION
 from ..children import Owner, build_deployment, build_pod_template, revision_of
-from ..observed import Observed, deployment_progress, pod_failure, pods_of_revision
+from ..observed import Observed, deployment_progress
 from ..spec import Analysis, ModelDeploymentSpec
 from ..traffic.routing import Routing
 from .canary import ROLLOUT_KEYS, steady
 from .outcome import Outcome
 from .rolling import plan_rolling
-from .rollout import abort_record, aborted_outcome, open_rollout
+from .rollout import abort_record, aborted_outcome, open_rollout, past_deadline
 from .tracks import hold_or_rebuild, identity, parse_time, track_status
 
 PREVIEW, SWITCHED, FINALIZING = "Preview", "Switched", "Finalizing"
@@ -114,17 +114,17 @@ def plan_bluegreen(
                 requeue = left if requeue is None else min(requeue, left)
             else:
                 waiting_for_person = True
-        elif (now - started).total_seconds() > spec.progress_deadline_seconds:
-            reason, detail = pod_failure(pods_of_revision(observed.pods, rev)) or (
-                c.DEADLINE_EXCEEDED,
+        else:
+            aborted, requeue, late = past_deadline(
+                spec.progress_deadline_seconds,
+                observed,
+                rev,
+                started,
+                now,
+                f"preview {label}",
                 f"{preview['readyReplicas']}/{n} preview Pods Ready",
             )
-            aborted = abort_record(
-                rev, reason, f"preview {label} not Ready within {spec.progress_deadline_seconds}s: {detail}"
-            )
-            events.append(("Warning", reason, aborted["message"]))
-        else:
-            requeue = spec.progress_deadline_seconds - (now - started).total_seconds() + 1
+            events.extend(late)
     if not aborted and stage == SWITCHED:
         switched = parse_time(state.get("switchedAt"), now)
         remaining = (switched + timedelta(seconds=bg.scale_down_delay_seconds) - now).total_seconds()

@@ -25,12 +25,12 @@ from ..actions import Requests
 from ..analysis import state as analysis_state
 from ..analysis.gates import CANARY_SCOPE
 from ..children import Owner, build_deployment, build_pod_template, revision_of
-from ..observed import Observed, deployment_progress, pod_failure, pods_of_revision
+from ..observed import Observed, deployment_progress
 from ..spec import ModelDeploymentSpec, Step
 from ..traffic.routing import Routing
 from .outcome import Outcome
 from .rolling import plan_rolling
-from .rollout import abort_record, aborted_outcome, open_rollout
+from .rollout import abort_record, aborted_outcome, open_rollout, past_deadline
 from .tracks import hold_or_rebuild, identity, parse_time, track_status
 
 ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted")
@@ -133,17 +133,16 @@ def plan_canary(
                         break
                     step, started = step + 1, now
                     continue
-                if (now - started).total_seconds() > spec.progress_deadline_seconds:
-                    reason, detail = pod_failure(pods_of_revision(observed.pods, rev)) or (
-                        c.DEADLINE_EXCEEDED,
-                        f"{canary_now['readyReplicas']}/{want} canary Pods Ready",
-                    )
-                    aborted = abort_record(
-                        rev, reason, f"canary {label} not Ready within {spec.progress_deadline_seconds}s: {detail}"
-                    )
-                    events.append(("Warning", reason, aborted["message"]))
-                else:
-                    requeue = spec.progress_deadline_seconds - (now - started).total_seconds() + 1
+                aborted, requeue, late = past_deadline(
+                    spec.progress_deadline_seconds,
+                    observed,
+                    rev,
+                    started,
+                    now,
+                    f"canary {label}",
+                    f"{canary_now['readyReplicas']}/{want} canary Pods Ready",
+                )
+                events.extend(late)
                 break
             if requests.take(actions.PROMOTE):
                 step, started = step + 1, now

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .. import actions
 from .. import conditions as c
 from ..actions import Requests
+from ..observed import Observed, pod_failure, pods_of_revision
 from .outcome import Outcome
 
 Events = list[tuple[str, str, str]]
@@ -67,3 +69,16 @@ def aborted_outcome(common: Mapping[str, Any], aborted: Mapping[str, str], servi
             c.condition(c.MODEL_VERIFIED, verified, reason, aborted["message"]),
         ],
     )
+
+
+def past_deadline(
+    deadline_seconds: int, observed: Observed, rev: str, started: datetime, now: datetime, what: str, ready_note: str
+) -> tuple[dict[str, str] | None, float | None, Events]:
+    """(abort record, None, events) once ``what`` has had its deadline without becoming Ready
+    — with the reason its Pods give — else (None, seconds until the deadline, [])."""
+    elapsed = (now - started).total_seconds()
+    if elapsed <= deadline_seconds:
+        return None, deadline_seconds - elapsed + 1, []
+    reason, detail = pod_failure(pods_of_revision(observed.pods, rev)) or (c.DEADLINE_EXCEEDED, ready_note)
+    aborted = abort_record(rev, reason, f"{what} not Ready within {deadline_seconds}s: {detail}")
+    return aborted, None, [("Warning", reason, aborted["message"])]
