@@ -22,7 +22,10 @@ def gateway_crds(kubectl) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         proc = subprocess.run(
             ["go", "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"],
-            cwd=scratch, capture_output=True, text=True, env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": ""},
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": ""},
         )
     if proc.returncode != 0:
         pytest.fail(f"step 'download Gateway API CRDs': {proc.stdout}{proc.stderr}")
@@ -44,7 +47,10 @@ def operator(run_operator, install_crds, gateway_crds, namespace):
     proc = run_operator(
         env={"MODELROLL_NAMESPACES": namespace, "MODELROLL_METRICS_PORT": str(port), "MODELROLL_RESYNC_SECONDS": "1"}
     )
-    wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200,
-             timeout=30, message=lambda: f"operator health endpoint; log:\n{proc.log()}")
+    wait_for(
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200,
+        timeout=30,
+        message=lambda: f"operator health endpoint; log:\n{proc.log()}",
+    )
     proc.metrics_port = port
     return proc

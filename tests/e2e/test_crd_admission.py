@@ -100,9 +100,7 @@ def test_example_applies_cleanly(kubectl: Kubectl, namespace: str, path: Path) -
 
 def _contains(stored: Any, written: Any) -> bool:
     if isinstance(written, dict):
-        return isinstance(stored, dict) and all(
-            k in stored and _contains(stored[k], v) for k, v in written.items()
-        )
+        return isinstance(stored, dict) and all(k in stored and _contains(stored[k], v) for k, v in written.items())
     if isinstance(written, list):
         return (
             isinstance(stored, list)
@@ -233,15 +231,13 @@ INVALID: list[tuple[str, str, str, str]] = [
     ),
     (
         "weights-decreasing",
-        "strategy: {type: Canary, canary: {steps: [{setWeight: 50}, {pause: {}}, "
-        "{setWeight: 20}]}}",
+        "strategy: {type: Canary, canary: {steps: [{setWeight: 50}, {pause: {}}, {setWeight: 20}]}}",
         "spec.strategy.canary.steps",
         "setWeight values must not decrease",
     ),
     (
         "step-with-setWeight-and-pause",
-        "strategy: {type: Canary, canary: {steps: [{setWeight: 10}, "
-        "{setWeight: 20, pause: {duration: 1m}}]}}",
+        "strategy: {type: Canary, canary: {steps: [{setWeight: 10}, {setWeight: 20, pause: {duration: 1m}}]}}",
         "spec.strategy.canary.steps[1]",
         "must set exactly one of setWeight or pause",
     ),
@@ -253,8 +249,7 @@ INVALID: list[tuple[str, str, str, str]] = [
     ),
     (
         "pause-duration-words",
-        "strategy: {type: Canary, canary: {steps: [{setWeight: 10}, "
-        "{pause: {duration: 2 minutes}}]}}",
+        "strategy: {type: Canary, canary: {steps: [{setWeight: 10}, {pause: {duration: 2 minutes}}]}}",
         "spec.strategy.canary.steps[1].pause.duration",
         "must be a positive duration",
     ),
@@ -332,10 +327,7 @@ INVALID: list[tuple[str, str, str, str]] = [
     ),
     (
         "gate-builtin-and-prometheus",
-        canary_with_gates(
-            "[{builtin: errorRate, max: 0.1, prometheus: {query: up, successCondition: "
-            "'result > 0'}}]"
-        ),
+        canary_with_gates("[{builtin: errorRate, max: 0.1, prometheus: {query: up, successCondition: 'result > 0'}}]"),
         "spec.strategy.canary.analysis.gates[0]",
         "must set exactly one of builtin or prometheus",
     ),
@@ -348,16 +340,14 @@ INVALID: list[tuple[str, str, str, str]] = [
     (
         "gate-names-duplicated",
         canary_with_gates(
-            "[{name: a, builtin: errorRate, max: 0.1}, {name: a, builtin: predictionShift, "
-            "maxPSI: 0.2}]"
+            "[{name: a, builtin: errorRate, max: 0.1}, {name: a, builtin: predictionShift, maxPSI: 0.2}]"
         ),
         "spec.strategy.canary.analysis.gates",
         "name must be unique",
     ),
     (
         "bluegreen-postPromotionAnalysis-gate",
-        "strategy: {type: BlueGreen, blueGreen: {postPromotionAnalysis: "
-        "{gates: [{builtin: latencyP99}]}}}",
+        "strategy: {type: BlueGreen, blueGreen: {postPromotionAnalysis: {gates: [{builtin: latencyP99}]}}}",
         "spec.strategy.blueGreen.postPromotionAnalysis.gates[0]",
         "must set exactly one of max or maxRatioToStable",
     ),
@@ -445,9 +435,7 @@ INVALID: list[tuple[str, str, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "spec_yaml", "field", "words"), INVALID, ids=[case[0] for case in INVALID]
-)
+@pytest.mark.parametrize(("case", "spec_yaml", "field", "words"), INVALID, ids=[case[0] for case in INVALID])
 def test_invalid_manifest_is_refused(
     kubectl: Kubectl, refusal_namespace: str, case: str, spec_yaml: str, field: str, words: str
 ) -> None:

@@ -73,10 +73,8 @@ def walk(node: Schema, path: str = "") -> Iterator[tuple[str, Schema]]:
 def at(schema: Schema, path: str) -> Schema:
     node = schema
     for part in path.split("."):
-        if part.endswith("[]"):
-            node = node["properties"][part[:-2]]["items"]
-        else:
-            node = node["properties"][part]
+        is_list = part.endswith("[]")
+        node = node["properties"][part[:-2]]["items"] if is_list else node["properties"][part]
     return node
 
 
@@ -114,9 +112,7 @@ def test_subresources(version: dict[str, Any]) -> None:
 
 def test_printer_columns(version: dict[str, Any]) -> None:
     columns = {
-        c["name"]: (c["type"], c["jsonPath"])
-        for c in version["additionalPrinterColumns"]
-        if c.get("priority", 0) == 0
+        c["name"]: (c["type"], c["jsonPath"]) for c in version["additionalPrinterColumns"] if c.get("priority", 0) == 0
     }
     assert columns == {
         "Phase": ("string", ".status.phase"),
@@ -356,10 +352,7 @@ def test_pattern_and_cel_regex_agree(schema: Schema, path: str) -> None:
 
 
 def test_uri_fields_share_one_pattern(schema: Schema) -> None:
-    assert (
-        at(schema, "spec.model.uri")["pattern"]
-        == at(schema, "spec.monitoring.drift.referenceUri")["pattern"]
-    )
+    assert at(schema, "spec.model.uri")["pattern"] == at(schema, "spec.monitoring.drift.referenceUri")["pattern"]
 
 
 @pytest.mark.parametrize(
@@ -445,10 +438,7 @@ def validator(schema: Schema) -> jsonschema.Draft4Validator:
 
 
 def errors(validator: jsonschema.Draft4Validator, obj: Any) -> list[str]:
-    return [
-        ".".join(str(p) for p in e.absolute_path) + ": " + e.message
-        for e in validator.iter_errors(obj)
-    ]
+    return [".".join(str(p) for p in e.absolute_path) + ": " + e.message for e in validator.iter_errors(obj)]
 
 
 def test_every_default_fits_its_own_schema(schema: Schema) -> None:
@@ -465,9 +455,7 @@ def test_examples_exist() -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_example_validates(
-    schema: Schema, validator: jsonschema.Draft4Validator, path: Path
-) -> None:
+def test_example_validates(schema: Schema, validator: jsonschema.Draft4Validator, path: Path) -> None:
     for doc in yaml.safe_load_all(path.read_text()):
         if not doc:
             continue

@@ -145,8 +145,9 @@ class Controller:
         observed = self.cache.observed(key)
         # A due analysis measurement is the one I/O the planner needs beyond the cache: run it
         # first and hand the raw numbers over, so the decision itself stays pure.
-        measurement = await query_due_measurement(subject.spec, meta["name"], subject.status, now,
-                                                  self.settings.prometheus_url)
+        measurement = await query_due_measurement(
+            subject.spec, meta["name"], subject.status, now, self.settings.prometheus_url
+        )
         if measurement is not None:
             observed = replace(observed, measurement=measurement)
         result = plan(subject, observed, now, self.settings.server_image)
@@ -167,7 +168,9 @@ class Controller:
         if result.status is not None:
             updated = await self.kube.patch_status(owner, result.status, subject.status)
             self.cache.put_parent(updated)
-            log.info("%s/%s: %s — %s", owner.namespace, owner.name, result.status.get("phase"), result.status.get("message"))
+            log.info(
+                "%s/%s: %s — %s", owner.namespace, owner.name, result.status.get("phase"), result.status.get("message")
+            )
         for event in result.events:
             await self.kube.emit_event(owner, event, now)
 
