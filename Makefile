@@ -25,7 +25,7 @@ cluster-status: venv
 prometheus:
 	@scripts/install-prometheus.sh
 
-test: venv cluster-tools prometheus
+test: venv lint cluster-tools prometheus
 	$(PY) -m pytest
 
 test-unit: venv
