@@ -24,7 +24,6 @@ import yaml
 from tests.e2e.operator_helpers import (
     apply,
     events_of,
-    free_port,
     manifest,
     phase_is,
     plugin,
@@ -33,7 +32,7 @@ from tests.e2e.operator_helpers import (
     status_of,
     total,
 )
-from tests.helpers import get_json, wait_for
+from tests.helpers import free_port, get_json, wait_for
 
 pytestmark = pytest.mark.e2e
 
