@@ -22,7 +22,7 @@ gomod=$here/gomod
 cache_root=${MODELROLL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelroll}
 hash=$(
   {
-    echo "k8s=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION"
+    echo "k8s=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION stamped"
     cat "$gomod/kubernetes/go.mod" "$gomod/kubernetes/go.sum"
     cat "$gomod/etcd/go.mod" "$gomod/etcd/go.sum" "$gomod/etcd/main.go"
   } | sha256sum | cut -c1-12
@@ -65,6 +65,16 @@ export GOTOOLCHAIN=local
 export GONOSUMDB=${GONOSUMDB:+$GONOSUMDB,}k8s.io,sigs.k8s.io
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 ldflags="-s -w"
+# Stamp the versions the release builds carry, so /version, kubectl's skew check and helm's
+# default capabilities report 1.32 rather than v0.0.0-master / 1.20.
+k8s_minor=${K8S_VERSION#v1.}
+k8s_minor=${k8s_minor%%.*}
+k8s_ldflags="$ldflags -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+  -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor \
+  -X k8s.io/component-base/version.gitTreeState=clean"
+helm_ldflags="$ldflags -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+  -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor \
+  -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s_minor"
 
 mkdir -p "$version_dir"
 # Build into a temporary directory next to bin/, then move each finished binary in with a
@@ -88,7 +98,7 @@ build_one() {
 for t in "${missing[@]}"; do
   case $t in
     kube-apiserver | kube-controller-manager | kube-scheduler)
-      build_one "$t" bash -c "cd '$gomod/kubernetes' && go build -trimpath -ldflags='$ldflags' \
+      build_one "$t" bash -c "cd '$gomod/kubernetes' && go build -trimpath -ldflags='$k8s_ldflags' \
         -o '$tmp/$t' k8s.io/kubernetes/cmd/$t"
       ;;
     etcd)
@@ -100,7 +110,7 @@ for t in "${missing[@]}"; do
         "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
       ;;
     helm)
-      build_one helm env GOBIN="$tmp" go install -trimpath -ldflags="$ldflags" \
+      build_one helm env GOBIN="$tmp" go install -trimpath -ldflags="$helm_ldflags" \
         "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
       ;;
   esac
@@ -108,7 +118,7 @@ done
 
 step="verify"
 "$bin_dir/kube-apiserver" --version >&2
-"$bin_dir/etcd" --version | head -1 >&2
+"$bin_dir/etcd" --version | sed -n 1p >&2  # sed reads to the end: head could SIGPIPE etcd
 "$bin_dir/kwok" --version >&2 || true
 "$bin_dir/helm" version --short >&2
 log "cache: $version_dir ($(du -sh "$version_dir" | cut -f1))"
