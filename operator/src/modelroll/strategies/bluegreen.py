@@ -12,7 +12,6 @@ Stages, recorded in ``status.blueGreen.stage``:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,8 +28,7 @@ from ..spec import Analysis, ModelDeploymentSpec
 from ..traffic.routing import Routing
 from .canary import ROLLOUT_KEYS, steady
 from .outcome import Outcome
-from .rolling import plan_rolling
-from .rollout import abort_record, aborted_outcome, open_rollout, past_deadline
+from .rollout import abort_record, aborted_outcome, finish_promotion, open_rollout, past_deadline
 from .tracks import hold_or_rebuild, identity, parse_time, track_status
 
 PREVIEW, SWITCHED, FINALIZING = "Preview", "Switched", "Finalizing"
@@ -147,13 +145,14 @@ def plan_bluegreen(
             build_deployment(spec, owner, TRACK_STABLE, build_pod_template(spec, owner, TRACK_STABLE, image), n)
         )
         if deployment_progress(observed.deployments.get(stable_name), rev).complete(n):
-            done = plan_rolling(spec, owner, observed, {**status, "stable": target}, image)
-            history = status.get("history") or [{}]
-            promoted = None if history[0].get("revision") == rev else target
-            return replace(
-                done,
+            return finish_promotion(
+                spec,
+                owner,
+                observed,
+                status,
+                image,
+                target,
                 routing=Routing(active=TRACK_STABLE, preview=True),
-                promoted=promoted,
                 events=events,
                 extra_status={},
                 drop_status=ROLLOUT_KEYS + ("blueGreen",),

@@ -30,7 +30,7 @@ from ..spec import ModelDeploymentSpec, Step
 from ..traffic.routing import Routing
 from .outcome import Outcome
 from .rolling import plan_rolling
-from .rollout import abort_record, aborted_outcome, open_rollout, past_deadline
+from .rollout import abort_record, aborted_outcome, finish_promotion, open_rollout, past_deadline
 from .tracks import hold_or_rebuild, identity, parse_time, track_status
 
 ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted")
@@ -191,14 +191,15 @@ def plan_canary(
     stable_progress = deployment_progress(observed.deployments.get(stable_name), rev)
     if promoting and stable_progress.complete(n):
         # Stable runs the new revision everywhere: it is promoted; the canary track goes.
-        done = plan_rolling(spec, owner, observed, {**status, "stable": target}, image)
-        history = status.get("history") or [{}]
-        promoted = None if history[0].get("revision") == rev else target
         kept = {"analysis": run} if run is not None else {}
-        return replace(
-            done,
+        return finish_promotion(
+            spec,
+            owner,
+            observed,
+            status,
+            image,
+            target,
             routing=Routing(),
-            promoted=promoted,
             events=events,
             extra_status={"stepCount": n_steps, **kept},
             drop_status=ROLLOUT_KEYS,

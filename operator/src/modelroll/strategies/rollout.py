@@ -4,15 +4,18 @@ already under way, is it aborted, and did a person ask to retry or abort it (pur
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from .. import actions
 from .. import conditions as c
 from ..actions import Requests
+from ..children import Owner
 from ..observed import Observed, pod_failure, pods_of_revision
+from ..spec import ModelDeploymentSpec
 from .outcome import Outcome
+from .rolling import plan_rolling
 
 Events = list[tuple[str, str, str]]
 
@@ -82,3 +85,18 @@ def past_deadline(
     reason, detail = pod_failure(pods_of_revision(observed.pods, rev)) or (c.DEADLINE_EXCEEDED, ready_note)
     aborted = abort_record(rev, reason, f"{what} not Ready within {deadline_seconds}s: {detail}")
     return aborted, None, [("Warning", reason, aborted["message"])]
+
+
+def finish_promotion(
+    spec: ModelDeploymentSpec,
+    owner: Owner,
+    observed: Observed,
+    status: Mapping[str, Any],
+    image: str,
+    target: Mapping[str, Any],
+    **fields: Any,
+) -> Outcome:
+    """Every stable Pod runs ``target``: report it as a completed Rolling update would (which also
+    records the promotion in history); ``fields`` override the routing and status bookkeeping."""
+    done = plan_rolling(spec, owner, observed, {**status, "stable": target}, image)
+    return replace(done, **fields)
