@@ -15,7 +15,6 @@ from modelroll_contract import LABEL_NAME
 from .observed import Observed
 
 Key = tuple[str, str]  # (namespace, ModelDeployment name)
-CHILD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "HTTPRoute", "Pod")
 
 
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:

@@ -97,12 +97,6 @@ def pods_of_revision(pods: Sequence[Obj], revision: str) -> list[Obj]:
     return [p for p in pods if p.get("metadata", {}).get("labels", {}).get(LABEL_REVISION) == revision]
 
 
-def count_pods(pods: Sequence[Obj], revision: str) -> tuple[int, int]:
-    """(live, ready) Pods of ``revision``, not counting Pods being deleted."""
-    mine = [p for p in pods_of_revision(pods, revision) if not p.get("metadata", {}).get("deletionTimestamp")]
-    return len(mine), sum(1 for p in mine if pod_is_ready(p))
-
-
 _PULL_REASONS = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
 
 

@@ -14,7 +14,7 @@ from modelroll_contract import TRACK_STABLE
 
 from .. import conditions as c
 from ..children import Owner, build_deployment, build_hpa, build_pod_template, revision_of
-from ..observed import Observed, count_pods, deployment_progress, pod_failure, pods_of_revision
+from ..observed import Observed, deployment_progress, pod_failure, pods_of_revision
 from ..spec import ModelDeploymentSpec
 from .outcome import Outcome
 from .tracks import identity, track_status
@@ -75,7 +75,7 @@ def plan_rolling(
         track_status(target, observed, TRACK_STABLE) if first_rollout else track_status(before, observed, TRACK_STABLE)
     )
     canary = None if first_rollout else track_status(target, observed, TRACK_STABLE)
-    new_live, new_ready = count_pods(observed.pods, revision)
+    new_ready = track_status(target, observed)["readyReplicas"]
     failure = pod_failure(pods_of_revision(observed.pods, revision))
     verified = True if new_ready else (False if failure and failure[0] == c.INTEGRITY_MISMATCH else None)
     verified_cond = c.condition(
