@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: venv cluster-tools cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator chart-crds chart-lint prometheus
+.PHONY: venv cluster-tools images cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator chart-crds chart-lint prometheus
 
 venv:
 	@scripts/bootstrap-python.sh
@@ -11,7 +11,18 @@ venv:
 cluster-tools:
 	@tests/cluster/build-tools.sh
 
-cluster: venv cluster-tools
+# The server, operator and pause images, built with no registry (scripts/build-images.sh).
+images: venv cluster-tools
+	@scripts/build-images.sh
+
+# Debian's packages the cluster and the tests run: containerd, runc, the CNI plugins, iptables
+# and conntrack for the real node; Prometheus for the analysis tests (each test starts its own).
+host-packages:
+	@scripts/install-debian-packages.sh containerd=containerd runc=runc \
+	  /usr/lib/cni/bridge=containernetworking-plugins iptables=iptables conntrack=conntrack \
+	  prometheus=prometheus
+
+cluster: venv cluster-tools host-packages images
 	@$(PY) tests/cluster/launcher.py up
 
 cluster-down: venv
@@ -21,11 +32,7 @@ cluster-status: venv
 	@$(PY) tests/cluster/launcher.py status
 
 # --- tests ------------------------------------------------------------------------------------
-# Debian's Prometheus, for the analysis e2e tests (each test starts its own on a free port).
-prometheus:
-	@scripts/install-prometheus.sh
-
-test: venv lint cluster-tools prometheus
+test: venv lint cluster-tools host-packages images
 	$(PY) -m pytest
 
 test-unit: venv

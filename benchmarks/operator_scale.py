@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.cluster import launcher  # noqa: E402
 from tests.e2e.operator_helpers import scrape, total  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.helpers import KWOK_NODE_SELECTOR, KWOK_TAINT, free_port, on_kwok  # noqa: E402
 
 WRITES = "modelroll_operator_api_writes_total"
 MD = create_namespaced_resource("modelroll.io", "v1alpha1", "ModelDeployment", "modeldeployments")
@@ -51,6 +51,7 @@ def model_deployment(name: str, namespace: str) -> object:
             "spec": {
                 "model": {"uri": f"https://models.example/{name}.joblib", "digest": DIGEST, "version": "v1"},
                 "replicas": 1,
+                "server": on_kwok(),  # a fake model: only kwok's nodes make its Pods Ready
             },
         }
     )
@@ -64,7 +65,8 @@ def rss_mib(pid: int) -> float:
 
 
 async def ensure_capacity(client: AsyncClient, pods: int) -> None:
-    """Extra kwok nodes so the large run's Pods fit (each fake node takes 110 Pods by default)."""
+    """Extra kwok nodes so the large run's Pods fit (each fake node takes 110 Pods by default),
+    labelled and tainted like the launcher's kwok nodes so the same placement reaches them."""
     for i in range(pods // 500 + 1):
         node = {
             "apiVersion": "v1",
@@ -72,8 +74,14 @@ async def ensure_capacity(client: AsyncClient, pods: int) -> None:
             "metadata": {
                 "name": f"bench-node-{i}",
                 "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {"type": "kwok", "kubernetes.io/hostname": f"bench-node-{i}"},
+                "labels": {
+                    **KWOK_NODE_SELECTOR,
+                    "kubernetes.io/hostname": f"bench-node-{i}",
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                },
             },
+            "spec": {"taints": [KWOK_TAINT]},
             "status": {
                 "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "500"},
                 "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "500"},

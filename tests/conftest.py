@@ -36,6 +36,7 @@ if str(REPO) not in sys.path:
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
 
 import launcher  # noqa: E402
+import node  # noqa: E402
 
 from tests.helpers import Kubectl, wait_for  # noqa: E402
 
@@ -91,7 +92,14 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
             saved = Path(tempfile.gettempdir()) / f"modelroll-cluster-logs-{os.getpid()}"
             shutil.copytree(state_dir / "logs", saved, dirs_exist_ok=True)
             print(f"\ncluster: tests failed; control-plane logs kept in {saved}")
+        found = node.recorded_sysctls(state_dir)  # the machine's settings before `up`
         launcher.down(state_dir)
+        # `down` must leave the machine as it found it; every run checks (an error at teardown).
+        left = node.leftovers(state_dir)
+        now = node.read_sysctls()
+        changed = {k: f"{v} -> {now.get(k)}" for k, v in found.items() if now.get(k) != v}
+        if left or changed:
+            pytest.fail(f"cluster down left behind {left}; settings not restored: {changed}", pytrace=False)
 
 
 def _export(kubeconfig: Path) -> None:

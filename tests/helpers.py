@@ -1,4 +1,9 @@
-"""Helpers for tests: polling instead of sleeping, and steering kwok's fake Pods.
+"""Helpers for tests: polling instead of sleeping, placing Pods on kwok's fake nodes, and
+steering kwok's fake Pods.
+
+The test cluster's kwok nodes are tainted (``KWOK_TAINT``, applied by tests/cluster/launcher.py),
+so a Pod lands there only if it asks to (``on_kwok`` / ``KWOK_NODE_SELECTOR`` +
+``KWOK_TOLERATIONS``); everything else runs on the real node.
 
 Import as ``from tests.helpers import wait_for, make_pod_unready, ...`` (the repo root is on
 ``sys.path`` via tests/conftest.py). The Pod helpers call kubectl (I/O); ``wait_for`` only
@@ -21,6 +26,28 @@ T = TypeVar("T")
 UNREADY_LABEL = "modelroll.test/unready"
 CRASHLOOP_LABEL = "modelroll.test/crashloop"
 FAIL_LABEL = "pod-container-running-failed.stage.kwok.x-k8s.io"
+
+# The one definition of kwok placement. tests/cluster/launcher.py puts this taint and the label
+# below on its kwok nodes (benchmarks/operator_scale.py on its bench nodes), so only Pods that
+# tolerate the taint run on fake nodes and every other Pod goes to the real node.
+KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+KWOK_NODE_SELECTOR = {"type": "kwok"}
+KWOK_TOLERATIONS = [{"key": KWOK_TAINT["key"], "operator": "Exists", "effect": KWOK_TAINT["effect"]}]
+
+
+def on_kwok(server: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ModelDeployment ``spec.server`` that places its Pods on kwok's fake nodes: `server`
+    (not modified) with KWOK_NODE_SELECTOR and KWOK_TOLERATIONS merged in, other keys kept.
+
+    Why: scale and fault-injection tests use fake model URIs and images and steer Pods with
+    kwok Stage labels; only kwok can make such Pods Running and Ready. A real model served by
+    the real image needs no placement: untolerating Pods land on the real node.
+    """
+    server = dict(server or {})
+    server["nodeSelector"] = {**server.get("nodeSelector", {}), **KWOK_NODE_SELECTOR}
+    tolerations = [dict(t) for t in server.get("tolerations", [])]
+    server["tolerations"] = tolerations + [dict(t) for t in KWOK_TOLERATIONS if t not in tolerations]
+    return server
 
 
 class Kubectl(Protocol):

@@ -1,7 +1,7 @@
 """Real parts for the analysis end-to-end tests: a Prometheus process, inference servers on
 loopback playing the stable and canary tracks, and a bounded traffic generator (I/O).
 
-Prometheus is Debian's package (scripts/install-prometheus.sh); each test runs its own on a
+Prometheus is Debian's package (`make host-packages`); each test runs its own on a
 free loopback port with a temporary config and data directory, scraping every second.
 """
 
@@ -34,7 +34,7 @@ class Prometheus:
     def __init__(self, workdir: Path, targets: list[str]) -> None:
         exe = shutil.which("prometheus")
         if exe is None:
-            raise AssertionError("prometheus is not on PATH: run scripts/install-prometheus.sh (make test does)")
+            raise AssertionError("prometheus is not on PATH: run `make host-packages` (make test does)")
         self.exe = exe
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries from their Go modules, once per version set:
-#   kube-apiserver, kube-controller-manager, kube-scheduler  (tests/cluster/gomod/kubernetes)
+#   kube-apiserver, kube-controller-manager, kube-scheduler,
+#   kubelet, kube-proxy (the real node)                      (tests/cluster/gomod/kubernetes)
 #   etcd                                                     (tests/cluster/gomod/etcd)
-#   kwok, helm                                               (go install <module>@<pinned version>)
+#   pause (the Pod sandbox process, static)                  (tests/cluster/gomod/pause)
+#   kwok, helm, crictl (tears the real node's Pods down)     (go install <module>@<pinned version>)
 # into   ${MODELROLL_CACHE:-~/.cache/modelroll}/k8s-<version>-<hash>/bin/
 # where <hash> covers the Go module files and the pinned tool versions, so a version bump
 # lands in a new directory and rebuilds. Binaries already present are not rebuilt.
@@ -15,16 +17,18 @@ set -Eeuo pipefail  # -E: the ERR trap that names the failed step also fires ins
 K8S_VERSION=v1.32.6
 KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.17.4
-TOOLS=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok helm)
+CRICTL_VERSION=v1.34.0
+TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd pause kwok helm crictl)
 
 here=$(cd "$(dirname "$0")" && pwd)
 gomod=$here/gomod
 cache_root=${MODELROLL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelroll}
 hash=$(
   {
-    echo "k8s=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION stamped"
+    echo "k8s=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION crictl=$CRICTL_VERSION stamped"
     cat "$gomod/kubernetes/go.mod" "$gomod/kubernetes/go.sum"
     cat "$gomod/etcd/go.mod" "$gomod/etcd/go.sum" "$gomod/etcd/main.go"
+    cat "$gomod/pause/go.mod" "$gomod/pause/main.go"
   } | sha256sum | cut -c1-12
 )
 version_dir=$cache_root/k8s-$K8S_VERSION-$hash
@@ -97,13 +101,17 @@ build_one() {
 
 for t in "${missing[@]}"; do
   case $t in
-    kube-apiserver | kube-controller-manager | kube-scheduler)
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy)
       build_one "$t" bash -c "cd '$gomod/kubernetes' && go build -trimpath -ldflags='$k8s_ldflags' \
         -o '$tmp/$t' k8s.io/kubernetes/cmd/$t"
       ;;
     etcd)
       build_one etcd bash -c "cd '$gomod/etcd' && go build -trimpath -ldflags='$ldflags' \
         -o '$tmp/etcd' ."
+      ;;
+    pause)
+      build_one pause bash -c "cd '$gomod/pause' && CGO_ENABLED=0 go build -trimpath -ldflags='$ldflags' \
+        -o '$tmp/pause' ."
       ;;
     kwok)
       build_one kwok env GOBIN="$tmp" go install -trimpath -ldflags="$ldflags" \
@@ -112,6 +120,10 @@ for t in "${missing[@]}"; do
     helm)
       build_one helm env GOBIN="$tmp" go install -trimpath -ldflags="$helm_ldflags" \
         "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+      ;;
+    crictl)
+      build_one crictl env GOBIN="$tmp" go install -trimpath -ldflags="$ldflags" \
+        "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
       ;;
   esac
 done

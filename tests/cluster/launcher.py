@@ -1,11 +1,16 @@
-"""Local Kubernetes control plane for the tests and the demo: start, stop, report.
+"""Local Kubernetes cluster for the tests and the demo: start, stop, report.
 
 Runs real Kubernetes binaries built from their Go modules by ``build-tools.sh``: etcd,
-kube-apiserver, kube-controller-manager, kube-scheduler, and kwok with a few fake nodes that
-play the kubelet (Pods become Running and Ready; labels from ``kwok-stages.yaml`` make chosen
-Pods unready or crash-looping). Everything listens on free loopback ports and lives in one
-state directory; the processes are recorded by pid (with their start time, so a recycled pid
-is never signalled) and ``down`` stops exactly those and removes the directory.
+kube-apiserver, kube-controller-manager, kube-scheduler; one real node (containerd, kubelet,
+kube-proxy on a contained Pod bridge, see ``node.py``) where Pods really run, with the images
+``scripts/build-images.sh`` built; and kwok with a few fake nodes for scale and fault tests.
+The kwok nodes carry the taint ``KWOK_TAINT``, so only Pods that tolerate it land there (labels
+from ``kwok-stages.yaml`` make chosen fake Pods unready or crash-looping). The API server
+listens on the Pod bridge's gateway address (Pods reach it through the ``kubernetes``
+Service), everything else on free loopback ports; all state lives in one directory. The
+processes are recorded by pid (with their start time, so a recycled pid is never signalled)
+and ``down`` stops exactly those, undoes the real node's changes to the host and removes the
+directory. ``<state dir>/host-ip`` holds the address Pods reach this host at.
 
     python tests/cluster/launcher.py up [--state-dir DIR]      # default DIR: <repo>/.devcluster
     python tests/cluster/launcher.py status [--state-dir DIR]
@@ -13,7 +18,8 @@ is never signalled) and ``down`` stops exactly those and removes the directory.
 
 The pytest fixtures import this module and call ``up``/``down``/``is_healthy`` directly.
 This module does I/O: files, subprocesses, HTTPS to the API server. Standard library only,
-plus the ``openssl`` and ``kubectl`` commands.
+plus the ``openssl``, ``kubectl`` and (for the real node) ``ip``, ``iptables``, ``ctr`` commands.
+It needs root for the real node.
 """
 
 from __future__ import annotations
@@ -36,19 +42,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import node
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from tests.helpers import KWOK_TAINT  # noqa: E402 - the one owner of the kwok placement
+
 DEFAULT_STATE_DIR = REPO / ".devcluster"
 BUILD_SCRIPT = HERE / "build-tools.sh"
 KWOK_STAGES = HERE / "kwok-stages.yaml"
+IMAGES_SCRIPT = REPO / "scripts" / "build-images.sh"
 
-NODE_COUNT = 3
+KWOK_NODE_COUNT = 3
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CIDR = "10.96.0.0/16"
-# kwok hands out Pod IPs from this range; nothing ever routes to them.
-POD_CIDR = "10.244.0.1/16"
+FIRST_SERVICE_IP = "10.96.0.1"
+# kwok hands out fake Pod IPs from this range and gives its nodes this IP; both are routed to
+# the real node's sink, so a Service translated to a fake Pod goes nowhere.
+KWOK_POD_CIDR = "10.244.0.1/16"
+KWOK_NODE_IP = "10.243.0.1"
+SINK_RANGES = (SERVICE_CIDR, "10.244.0.0/16", f"{KWOK_NODE_IP}/32")
 # Order matters: started in this order, stopped in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+)
+NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
 READY_TIMEOUT = 120.0
 MARKER = ".modelroll-devcluster"
 
@@ -86,13 +113,30 @@ def require_binaries() -> Path:
     bdir = bin_dir()
     if shutil.which("kubectl") is None:
         raise ClusterError("step 'find binaries': kubectl is not on PATH")
-    missing = [c for c in (*COMPONENTS, "helm") if not os.access(bdir / c, os.X_OK)]
+    built = [c for c in COMPONENTS if c != "containerd"]  # containerd is Debian's
+    missing = [c for c in (*built, "helm", "crictl") if not os.access(bdir / c, os.X_OK)]
     if missing:
         raise ClusterError(
             f"step 'find binaries': {', '.join(missing)} missing in {bdir}; "
             "run `make cluster-tools` (tests/cluster/build-tools.sh) first"
         )
+    try:
+        node.preflight(bdir)
+    except node.NodeError as e:
+        raise ClusterError(str(e)) from None
     return bdir
+
+
+def image_archives() -> dict[str, Path]:
+    """The image archives scripts/build-images.sh builds (it prints `NAME PATH` lines)."""
+    proc = subprocess.run(["bash", str(IMAGES_SCRIPT), "--print-archives"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ClusterError(f"step 'find images': {IMAGES_SCRIPT} --print-archives failed: {proc.stderr.strip()}")
+    archives = dict(line.split(maxsplit=1) for line in proc.stdout.splitlines() if line.strip())
+    missing = [name for name in node.IMAGES if not Path(archives.get(name, "/nonexistent")).is_file()]
+    if missing:
+        raise ClusterError(f"step 'find images': {', '.join(missing)} not built; run `make images`")
+    return {name: Path(path) for name, path in archives.items()}
 
 
 # --- certificates --------------------------------------------------------------------------
@@ -126,7 +170,7 @@ def _signed_cert(pki: Path, name: str, subject: str, extensions: list[str]) -> N
 
 
 def generate_pki(pki: Path) -> None:
-    """CA, API server serving cert, client certs per component, service-account key pair."""
+    """CA, API server and kubelet serving certs, client certs per component, service-account keys."""
     pki.mkdir(parents=True, exist_ok=True)
     _ec_key(pki / "ca.key")
     _openssl(
@@ -135,11 +179,11 @@ def generate_pki(pki: Path) -> None:
         "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
     )  # fmt: skip
-    first_service_ip = "10.96.0.1"
     san = ",".join(
         [
             "IP:127.0.0.1",
-            f"IP:{first_service_ip}",
+            f"IP:{node.GATEWAY}",
+            f"IP:{FIRST_SERVICE_IP}",
             "DNS:localhost",
             "DNS:kubernetes",
             "DNS:kubernetes.default",
@@ -167,6 +211,21 @@ def generate_pki(pki: Path) -> None:
     _signed_cert(pki, "scheduler", "/CN=system:kube-scheduler", client_ext)
     # The API server's identity towards aggregated API servers (front proxy).
     _signed_cert(pki, "front-proxy-client", "/CN=front-proxy-client", client_ext)
+    # The real node: the Node authorizer and the bootstrap RBAC know these names.
+    _signed_cert(pki, "node", f"/O=system:nodes/CN=system:node:{node.NODE_NAME}", client_ext)
+    _signed_cert(pki, "kube-proxy", "/CN=system:kube-proxy", client_ext)
+    # The API server towards the kubelet (logs, exec, port-forward); the kubelet trusts our CA.
+    _signed_cert(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", client_ext)
+    _signed_cert(
+        pki,
+        "kubelet-serving",
+        f"/CN={node.NODE_NAME}",
+        [
+            f"subjectAltName=IP:{node.GATEWAY},DNS:{node.NODE_NAME}",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "extendedKeyUsage=serverAuth",
+        ],
+    )
     _ec_key(pki / "sa.key")
     _openssl("pkey", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
 
@@ -326,14 +385,20 @@ def _api_json(server: str, ctx: ssl.SSLContext, path: str) -> dict[str, Any] | N
     return data
 
 
-def _nodes_ready(server: str, ctx: ssl.SSLContext) -> int:
+def _nodes_ready(server: str, ctx: ssl.SSLContext) -> set[str]:
     nodes = _api_json(server, ctx, "/api/v1/nodes")
-    ready = 0
-    for node in (nodes or {}).get("items", []):
-        conds = node.get("status", {}).get("conditions", [])
+    ready = set()
+    for item in (nodes or {}).get("items", []):
+        conds = item.get("status", {}).get("conditions", [])
         if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
-            ready += 1
+            ready.add(item["metadata"]["name"])
     return ready
+
+
+def _api_endpoints(server: str, ctx: ssl.SSLContext) -> list[str]:
+    """Addresses of the `kubernetes` Service's EndpointSlice (how Pods find the API server)."""
+    slices = _api_json(server, ctx, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
+    return [a for ep in (slices or {}).get("endpoints") or [] for a in ep.get("addresses", [])]
 
 
 def _check(state_dir: Path) -> list[str]:
@@ -352,8 +417,14 @@ def _check(state_dir: Path) -> list[str]:
     if code != 200:
         return problems + [f"/readyz answered {code}: {body.decode(errors='replace')[-300:]}"]
     ready = _nodes_ready(server, ctx)
-    if ready < NODE_COUNT:
-        problems.append(f"{ready}/{NODE_COUNT} nodes Ready")
+    if node.NODE_NAME not in ready:
+        problems.append(f"real node {node.NODE_NAME} not Ready")
+    if len(ready - {node.NODE_NAME}) < KWOK_NODE_COUNT:
+        problems.append(f"{len(ready - {node.NODE_NAME})}/{KWOK_NODE_COUNT} kwok nodes Ready")
+    if node.GATEWAY not in _api_endpoints(server, ctx):
+        problems.append(f"Service default/kubernetes has no endpoint {node.GATEWAY} yet")
+    if node.proxy_ready() is not True:
+        problems.append("kube-proxy has not programmed the Service rules yet")
     if _api_json(server, ctx, "/api/v1/namespaces/default/serviceaccounts/default") is None:
         problems.append("ServiceAccount default/default does not exist yet")
     return problems
@@ -405,15 +476,16 @@ def up(
         down(state_dir)  # leftovers of a failed start: stale etcd data would not match new keys
 
     bdir = require_binaries()
+    archives = image_archives()
     t0 = time.monotonic()
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / MARKER).write_text("state of tests/cluster/launcher.py; removed by `down`\n")
     for attempt in (1, 2):
         try:
-            _up(state_dir, bdir, timeout, die_with_parent)
+            _up(state_dir, bdir, archives, timeout, die_with_parent)
             break
         except ClusterError as e:
-            _stop_processes(state_dir)
+            _stop_all(state_dir)
             # Free ports are picked before the components bind them; another process may
             # take one in between. Start over once with new ports.
             if attempt == 2 or "address already in use" not in str(e):
@@ -421,13 +493,13 @@ def up(
             log("a port was taken meanwhile; starting over with new ports")
             _clear_state(state_dir)
         except BaseException:
-            _stop_processes(state_dir)
+            _stop_all(state_dir)
             raise
     log(f"healthy after {time.monotonic() - t0:.1f} s")
     return _info(state_dir)
 
 
-def _up(state_dir: Path, bdir: Path, timeout: float, die_with_parent: bool) -> None:
+def _up(state_dir: Path, bdir: Path, archives: dict[str, Path], timeout: float, die_with_parent: bool) -> None:
     def _start(name: str, argv: list[str]) -> None:
         _start_component(state_dir, name, argv, die_with_parent)
 
@@ -436,10 +508,20 @@ def _up(state_dir: Path, bdir: Path, timeout: float, die_with_parent: bool) -> N
     log(f"step 'generate certificates' in {pki}")
     generate_pki(pki)
 
+    log(f"step 'create the Pod network' ({node.BRIDGE} {node.POD_CIDR}, sink {node.SINK})")
+    try:
+        node.claim_host(state_dir, alive=lambda other: bool(_read_pids(other)) and not _dead(other))
+        node.create_network(state_dir, SINK_RANGES)
+    except node.NodeError as e:
+        raise ClusterError(str(e)) from None
+    (state_dir / "host-ip").write_text(node.GATEWAY + "\n")
+
     etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
-    server = f"https://127.0.0.1:{api_port}"
+    # The API server listens on the bridge gateway: the host reaches it there, and so do Pods
+    # through the `kubernetes` Service, which the endpoint reconciler points at this address.
+    server = f"https://{node.GATEWAY}:{api_port}"
     (state_dir / "cluster.json").write_text(json.dumps({"server": server, "bin_dir": str(bdir)}))
-    for user in ("admin", "controller-manager", "scheduler"):
+    for user in ("admin", "controller-manager", "scheduler", "node", "kube-proxy"):
         write_kubeconfig(state_dir / f"{user}.kubeconfig", server, pki, user)
     shutil.copy(state_dir / "admin.kubeconfig", kubeconfig)
 
@@ -473,8 +555,8 @@ def _up(state_dir: Path, bdir: Path, timeout: float, die_with_parent: bool) -> N
         [
             str(bdir / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={node.GATEWAY}",
+            f"--advertise-address={node.GATEWAY}",
             f"--secure-port={api_port}",
             f"--cert-dir={state_dir / 'apiserver'}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -495,9 +577,11 @@ def _up(state_dir: Path, bdir: Path, timeout: float, die_with_parent: bool) -> N
             f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
             f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             "--allow-privileged=true",
-            # The kubernetes Service cannot list a loopback address as its endpoint; nothing
-            # in the tests reaches the API server through that Service.
-            "--endpoint-reconciler-type=none",
+            # logs, exec and port-forward: reach the kubelet by the Node's InternalIP (no DNS
+            # here), as a client the kubelet's CA check admits.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
             "--profiling=false",
             "--v=1",
         ],
@@ -559,14 +643,23 @@ def _up(state_dir: Path, bdir: Path, timeout: float, die_with_parent: bool) -> N
             f"--config={KWOK_STAGES}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
-            f"--cidr={POD_CIDR}",
-            "--node-ip=10.243.0.1",
+            f"--cidr={KWOK_POD_CIDR}",
+            f"--node-ip={KWOK_NODE_IP}",
         ],
     )
-    log(f"step 'create {NODE_COUNT} kwok nodes'")
+    log(f"step 'create {KWOK_NODE_COUNT} kwok nodes'")
     _create_nodes(state_dir)
 
-    log("step 'wait until healthy' (/readyz, nodes Ready, default ServiceAccount)")
+    log(f"step 'start the real node {node.NODE_NAME}' (containerd, images, kubelet, kube-proxy)")
+    try:
+        node.start_containerd(state_dir, _start, SERVICE_CIDR)
+        node.import_images(state_dir, archives)
+        node.start_kubelet(state_dir, _start, bdir, pki, free_port)
+        node.start_kube_proxy(state_dir, _start, bdir, free_port)
+    except node.NodeError as e:
+        raise ClusterError(str(e)) from None
+
+    log("step 'wait until healthy' (/readyz, nodes Ready, kubernetes endpoints, Service rules)")
 
     def healthy() -> object:
         problems = _check(state_dir)
@@ -591,7 +684,7 @@ def _node_manifest(i: int) -> dict[str, object]:
                 "topology.kubernetes.io/zone": f"zone-{i % 3}",
             },
         },
-        "spec": {},
+        "spec": {"taints": [KWOK_TAINT]},
         "status": {
             "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
             "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
@@ -603,7 +696,7 @@ def _create_nodes(state_dir: Path) -> None:
     manifest = {
         "apiVersion": "v1",
         "kind": "List",
-        "items": [_node_manifest(i) for i in range(NODE_COUNT)],
+        "items": [_node_manifest(i) for i in range(KWOK_NODE_COUNT)],
     }
     proc = subprocess.run(
         ["kubectl", "--kubeconfig", str(state_dir / "admin.kubeconfig"), "apply", "-f", "-"],
@@ -621,9 +714,10 @@ def _info(state_dir: Path) -> ClusterInfo:
 
 
 def down(state_dir: Path = DEFAULT_STATE_DIR, grace: float = 5.0) -> None:
-    """Stop the recorded processes (SIGTERM, then SIGKILL after `grace`), remove the state."""
+    """Stop the recorded processes (SIGTERM, then SIGKILL after `grace`), undo the real node's
+    changes to the host, remove the state."""
     state_dir = state_dir.resolve()
-    _stop_processes(state_dir, grace)
+    _stop_all(state_dir, grace)
     if state_dir.exists():
         if not (state_dir / MARKER).exists() and any(state_dir.iterdir()):
             # Refuse to wipe a directory this launcher did not create.
@@ -641,27 +735,44 @@ def _clear_state(state_dir: Path) -> None:
                 child.unlink()
 
 
-def _stop_processes(state_dir: Path, grace: float = 5.0) -> None:
-    """Stop recorded processes one at a time, clients before servers (kwok ... etcd), so the
-    API server is not left waiting on a vanished etcd. The data is throwaway: a component that
-    has not exited `grace` seconds after SIGTERM gets SIGKILL."""
-    pids = _read_pids(state_dir)
+def _stop_all(state_dir: Path, grace: float = 5.0) -> None:
+    """The real node first (kubelet, its Pods through the CRI, kube-proxy, containerd, then the
+    host changes), then the rest one at a time, clients before servers (kwok ... etcd), so the
+    API server is not left waiting on a vanished etcd."""
+    bdir = None
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        bdir = Path(json.loads((state_dir / "cluster.json").read_text())["bin_dir"])
+    try:
+        node.teardown(state_dir, stop=lambda name: _stop_one(state_dir, name, grace), bin_dir=bdir)
+    except node.NodeError as e:
+        raise ClusterError(str(e)) from None
     order = {n: i for i, n in enumerate(COMPONENTS)}
-    for name in sorted(pids, key=lambda n: -order.get(n, len(order))):
-        entry = pids[name]
-        if not _alive(entry):
-            continue
-        pid = int(str(entry["pid"]))
-        t0 = time.monotonic()
+    for name in sorted(_read_pids(state_dir), key=lambda n: -order.get(n, len(order))):
+        _stop_one(state_dir, name, grace)
+
+
+def _stop_one(state_dir: Path, name: str, grace: float) -> None:
+    """SIGTERM a recorded process; the data is throwaway, so one that has not exited `grace`
+    seconds later gets SIGKILL."""
+    entry = _read_pids(state_dir).get(name)
+    if entry is None or not _alive(entry):
+        return
+    pid = int(str(entry["pid"]))
+    t0 = time.monotonic()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    while time.monotonic() - t0 < grace and _alive(entry):
+        time.sleep(0.05)
+    if _alive(entry):
+        log(f"{name} (pid {pid}) still running {grace:g} s after SIGTERM; sending SIGKILL")
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        while time.monotonic() - t0 < grace and _alive(entry):
-            time.sleep(0.05)
-        if _alive(entry):
-            log(f"{name} (pid {pid}) still running {grace:g} s after SIGTERM; sending SIGKILL")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        log(f"stopped {name} (pid {pid}) in {time.monotonic() - t0:.1f} s")
+            os.kill(pid, signal.SIGKILL)
+    log(f"stopped {name} (pid {pid}) in {time.monotonic() - t0:.1f} s")
+
+
+def _dead(state_dir: Path) -> bool:
+    """No recorded process of `state_dir` is running any more."""
+    return not any(_alive(entry) for entry in _read_pids(state_dir).values())
 
 
 def status(state_dir: Path = DEFAULT_STATE_DIR) -> int:
@@ -679,6 +790,7 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> int:
     print("healthy" if not problems else "unhealthy: " + "; ".join(problems))
     if not problems:
         print(f"export KUBECONFIG={state_dir / 'kubeconfig'}")
+        print(f"host address for Pods: {node.GATEWAY} ({state_dir / 'host-ip'})")
     return 0 if not problems else 1
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.real_node import SERVER_IMAGE, ModelStore, TrainedModel, train_models
 from tests.helpers import free_port, get_json, wait_for
 
 GATEWAY_API_VERSION = "v1.3.0"  # standard channel; RequestMirror.percent is standard from v1.3
@@ -40,12 +41,12 @@ def gateway_crds(kubectl) -> None:
     wait_for(established, timeout=60, message="HTTPRoute CRD Established")
 
 
-@pytest.fixture
-def operator(run_operator, install_crds, gateway_crds, namespace):
-    """The operator, watching this test's namespace, with metrics on a free port."""
+def start_operator(run_operator, namespace: str, **env: str):
+    """The operator watching `namespace`, with metrics on a free port, once it is healthy."""
     port = free_port()
     proc = run_operator(
         env={"MODELROLL_NAMESPACES": namespace, "MODELROLL_METRICS_PORT": str(port), "MODELROLL_RESYNC_SECONDS": "1"}
+        | env
     )
     wait_for(
         lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200,
@@ -54,3 +55,40 @@ def operator(run_operator, install_crds, gateway_crds, namespace):
     )
     proc.metrics_port = port
     return proc
+
+
+@pytest.fixture
+def operator(run_operator, install_crds, gateway_crds, namespace):
+    """The operator, watching this test's namespace, with metrics on a free port."""
+    return start_operator(run_operator, namespace)
+
+
+@pytest.fixture(scope="session")
+def host_ip(cluster) -> str:
+    """The address of this host that Pods on the real node reach (the Pod bridge's gateway)."""
+    external = os.environ.get("MODELROLL_TEST_HOST_IP")
+    if external:
+        return external
+    if cluster.state_dir is None or not (cluster.state_dir / "host-ip").is_file():
+        pytest.fail("no host-ip for this cluster: set MODELROLL_TEST_HOST_IP to an address its Pods reach this host at")
+    return (cluster.state_dir / "host-ip").read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def model_store(host_ip, tmp_path_factory) -> ModelStore:
+    store = ModelStore(tmp_path_factory.mktemp("model-store"), host_ip)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[object, dict[str, TrainedModel]]:
+    """(rows, {"v1": LogisticRegression, "v2": RandomForest}) trained once per session."""
+    return train_models(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture
+def real_operator(run_operator, install_crds, namespace):
+    """The operator (a local process) watching this test's namespace, running the server image
+    built by `make images` on the real node."""
+    return start_operator(run_operator, namespace, MODELROLL_SERVER_IMAGE=SERVER_IMAGE)

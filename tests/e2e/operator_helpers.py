@@ -12,14 +12,18 @@ from typing import Any
 
 import yaml
 
-from tests.helpers import get_json
+from tests.helpers import get_json, on_kwok
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGESTS = {f"v{i}": "sha256:" + str(i) * 64 for i in range(1, 10)}
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "4s"}}, {"setWeight": 50}, {"pause": {}}]
 
 
-def manifest(name: str, version: str = "v1", replicas: int = 2, **spec: Any) -> str:
+def manifest(name: str, version: str = "v1", replicas: int = 2, kwok: bool = True, **spec: Any) -> str:
+    """A ModelDeployment of a fake model (its URI resolves nowhere), so by default its Pods go on
+    kwok's fake nodes (placement merged into any `server=` given); kwok=False leaves placement out."""
+    if kwok:
+        spec["server"] = on_kwok(spec.get("server"))
     body = {
         "apiVersion": "modelroll.io/v1alpha1",
         "kind": "ModelDeployment",

@@ -1,9 +1,9 @@
 """The Helm chart on a real API server: lint, render, validate, install, and the operator run
 with exactly the permissions the chart grants.
 
-The chart's operator image cannot run here (no container runtime: its Deployment's Pods are
-kwok fakes), so the operator runs as a local process with a token of the chart's
-ServiceAccount: the same identity, the same RBAC, the same API server.
+The chart's operator Pods are kwok fakes here (``install`` places them on kwok's tainted nodes
+through the chart's nodeSelector/tolerations values), so the operator runs as a local process
+with a token of the chart's ServiceAccount: the same identity, the same RBAC, the same API server.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 import subprocess
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from tests.e2e.operator_helpers import (
     status_of,
     total,
 )
-from tests.helpers import free_port, get_json, wait_for
+from tests.helpers import KWOK_NODE_SELECTOR, KWOK_TOLERATIONS, free_port, get_json, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -196,12 +197,22 @@ class Release:
         return f"{self.name}-modelroll"
 
 
-def install(kubectl, *values: str) -> Release:
-    """helm install into a fresh namespace that enforces the restricted Pod Security Standard."""
+# Chart values that put the operator Pods on kwok's fake nodes, where they become Ready without
+# running the image (the operator itself runs as a local process in these tests).
+KWOK_PLACEMENT = (
+    "--set-json", f"nodeSelector={json.dumps(KWOK_NODE_SELECTOR)}",
+    "--set-json", f"tolerations={json.dumps(KWOK_TOLERATIONS)}",
+)  # fmt: skip
+
+
+def install(kubectl, *values: str, placement: Sequence[str] = KWOK_PLACEMENT) -> Release:
+    """helm install into a fresh namespace that enforces the restricted Pod Security Standard.
+
+    The operator Pods go on kwok by default; placement=() leaves them to the real node."""
     rel = Release(name=f"mr-{uuid.uuid4().hex[:6]}", namespace=f"mr-{uuid.uuid4().hex[:6]}")
     kubectl("create", "namespace", rel.namespace)
     kubectl("label", "namespace", rel.namespace, "pod-security.kubernetes.io/enforce=restricted")
-    helm("install", rel.name, str(CHART), "-n", rel.namespace, *values)
+    helm("install", rel.name, str(CHART), "-n", rel.namespace, *placement, *values)
     return rel
 
 
@@ -271,6 +282,8 @@ def test_install_runs_restricted_and_grants_nothing_beyond_the_rules(kubectl, cl
     kubectl("rollout", "status", f"deployment/{rel.fullname}", "-n", rel.namespace, "--timeout=60s")
     pods = get_json(kubectl, "pods", "-n", rel.namespace, "-l", f"app.kubernetes.io/instance={rel.name}")["items"]
     assert len(pods) == 2
+    nodes = [get_json(kubectl, "node", p["spec"]["nodeName"]) for p in pods]
+    assert all(KWOK_NODE_SELECTOR.items() <= n["metadata"]["labels"].items() for n in nodes)  # KWOK_PLACEMENT
     sa = f"system:serviceaccount:{rel.namespace}:{rel.fullname}"
 
     def can(*args: str) -> bool:

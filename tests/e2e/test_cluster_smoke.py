@@ -1,6 +1,10 @@
 """Smoke tests that prove the test control plane is a real Kubernetes: controllers run
 Deployments, kwok plays the kubelet, EndpointSlices follow readiness, garbage collection,
-CRD schema validation and RBAC are enforced by the API server itself."""
+CRD schema validation and RBAC are enforced by the API server itself.
+
+kwok's nodes are tainted (tests.helpers.KWOK_TAINT), so the fake Pods here ask for them with
+KWOK_NODE_SELECTOR and KWOK_TOLERATIONS; one test checks that a Pod without the toleration is
+kept off them."""
 
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import (
+    KWOK_NODE_SELECTOR,
+    KWOK_TAINT,
+    KWOK_TOLERATIONS,
     Kubectl,
     get_json,
     make_pod_ready,
@@ -28,6 +35,7 @@ APP = "smoke"
 
 
 def _deployment_and_service(replicas: int, extra_pod_labels: str = "") -> str:
+    # A fake image: only kwok's nodes can make these Pods Running and Ready.
     return textwrap.dedent(
         f"""
         apiVersion: apps/v1
@@ -42,6 +50,8 @@ def _deployment_and_service(replicas: int, extra_pod_labels: str = "") -> str:
             metadata:
               labels: {{app: {APP}{extra_pod_labels}}}
             spec:
+              nodeSelector: {json.dumps(KWOK_NODE_SELECTOR)}
+              tolerations: {json.dumps(KWOK_TOLERATIONS)}
               containers:
               - name: app
                 image: registry.invalid/smoke:1
@@ -150,6 +160,32 @@ def test_pod_template_label_starts_pods_unready(kubectl: Kubectl, namespace: str
     )
     assert not pod_is_ready(pod)
     assert get_json(kubectl, "deployment", APP, "-n", namespace)["status"].get("availableReplicas", 0) == 0
+
+
+def test_launcher_taint_keeps_untolerating_pods_off_kwok_nodes(kubectl: Kubectl, namespace: str) -> None:
+    """Tests the launcher's taint on kwok's nodes: a Pod that asks for them but does not
+    tolerate the taint is never bound, so fakes land there only when a test says so."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "untolerated"},
+        "spec": {
+            "nodeSelector": KWOK_NODE_SELECTOR,
+            "containers": [{"name": "app", "image": "registry.invalid/smoke:1"}],
+        },
+    }
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(pod))
+
+    def unschedulable() -> dict[str, Any] | None:
+        status = get_json(kubectl, "pod", "untolerated", "-n", namespace)["status"]
+        conds = [c for c in status.get("conditions", []) if c["type"] == "PodScheduled"]
+        return conds[0] if conds and conds[0]["status"] == "False" else None
+
+    cond = wait_for(unschedulable, timeout=30, message="PodScheduled=False on the untolerating Pod")
+    assert cond["reason"] == "Unschedulable", cond
+    assert "taint" in cond["message"] and KWOK_TAINT["key"] in cond["message"], cond["message"]
+    pod = get_json(kubectl, "pod", "untolerated", "-n", namespace)
+    assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName"), pod["status"]
 
 
 def test_deleting_owner_garbage_collects_owned_configmap(kubectl: Kubectl, namespace: str) -> None:

@@ -16,7 +16,7 @@ from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from modelroll_contract import LABEL_MANAGED_BY, MANAGED_BY_VALUE
 
-from . import metrics
+from . import login, metrics
 from .cache import Cache
 from .controller import Controller, event_object
 from .kube import FIELD_MANAGER, Kube
@@ -43,6 +43,12 @@ def configure(settings: Settings) -> None:
 def _queue(key: Any) -> None:
     if key is not None and State.controller is not None:
         State.controller.enqueue(key)
+
+
+@kopf.on.login()
+def login_handler(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf reaches the API server as lightkube does (login.py), not through cluster DNS."""
+    return login.login(**kwargs)
 
 
 @kopf.on.startup()

@@ -1,0 +1,3 @@
+module modelroll.dev/tests/cluster/pause
+
+go 1.24.0

@@ -1,0 +1,166 @@
+"""Real parts for end-to-end tests on the cluster's real node: real scikit-learn models served
+over HTTP from this host to the Pods' init containers, ModelDeployments without kwok placement
+(so their Pods run the real server image on the real node), and clients that call a Service's
+ClusterIP from the host through kube-proxy's rules (I/O: HTTP, files, kubectl).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import requests
+import yaml
+
+from tests.helpers import Kubectl, get_json
+
+SERVER_IMAGE = "localhost/modelroll-server:dev"
+OPERATOR_IMAGE = "localhost/modelroll-operator:dev"
+REAL_NODE = "modelroll-node"
+N_FEATURES = 6
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+class ModelStore:
+    """Files served over HTTP on the host address Pods can reach (``host-ip``); what a bucket
+    is to a real cluster. ``put`` returns the URL and digest a ModelDeployment names."""
+
+    def __init__(self, root: Path, host_ip: str) -> None:
+        self.root = root
+        self.server = http.server.ThreadingHTTPServer((host_ip, 0), partial(_QuietHandler, directory=str(root)))
+        self.base = f"http://{host_ip}:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def put(self, name: str, data: bytes) -> tuple[str, str]:
+        (self.root / name).write_bytes(data)
+        return f"{self.base}/{name}", digest_of(data)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    estimator: Any
+    data: bytes  # the joblib file's bytes
+
+
+def train_models(workdir: Path) -> tuple[np.ndarray, dict[str, TrainedModel]]:
+    """Two different classifiers on the same data (v1, v2) and the rows to ask them about."""
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(n_samples=300, n_features=N_FEATURES, n_informative=4, n_classes=3, random_state=1)
+    estimators = {
+        "v1": LogisticRegression(max_iter=500).fit(X, y),
+        "v2": RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0).fit(X, y),
+    }
+    models = {}
+    for version, est in estimators.items():
+        path = workdir / f"{version}.joblib"
+        joblib.dump(est, path)
+        models[version] = TrainedModel(est, path.read_bytes())
+    return X[:20], models
+
+
+def real_manifest(name: str, uri: str, digest: str, version: str, replicas: int = 2, **spec: Any) -> str:
+    """A ModelDeployment with no placement: its Pods go to the real node."""
+    body = {
+        "apiVersion": "modelroll.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": uri, "digest": digest, "version": version, "method": "predict_proba"},
+            "replicas": replicas,
+            **spec,
+        },
+    }
+    return yaml.safe_dump(body)
+
+
+def cluster_ip(kubectl: Kubectl, namespace: str, service: str) -> str:
+    return str(get_json(kubectl, "service", service, "-n", namespace)["spec"]["clusterIP"])
+
+
+def infer_body(rows: np.ndarray, request_id: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}]
+    }
+    if request_id is not None:
+        body["id"] = request_id
+    return body
+
+
+def infer(address: str, name: str, rows: np.ndarray, request_id: str | None = None) -> dict[str, Any]:
+    """One V2 inference on a fresh connection (kube-proxy picks an endpoint per connection)."""
+    resp = requests.post(
+        f"http://{address}/v2/models/{name}/infer",
+        json=infer_body(rows, request_id),
+        headers={"Connection": "close"},
+        timeout=10,
+    )
+    resp.raise_for_status()
+    result: dict[str, Any] = resp.json()
+    return result
+
+
+@dataclass
+class ServiceTraffic:
+    """Continuous requests to a Service from the host, each on a fresh connection, recording
+    every failure and which model version answered. Bounded: it ends by itself after
+    ``max_seconds``."""
+
+    address: str
+    name: str
+    rows: np.ndarray
+    max_seconds: float = 300.0
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    versions: Counter[str] = field(default_factory=Counter)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ServiceTraffic:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            row = self.rows[i % len(self.rows) : i % len(self.rows) + 1]
+            i += 1
+            try:
+                answer = infer(self.address, self.name, row)
+                self.versions[answer["model_version"]] += 1
+                self.ok += 1
+            except (requests.RequestException, ValueError, KeyError) as e:
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {type(e).__name__}: {e}")
+            self._stop.wait(0.01)  # pacing: about 50 requests a second on this machine
+
+    def stop(self) -> ServiceTraffic:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        return self
