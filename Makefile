@@ -48,11 +48,12 @@ bench: venv
 	@benchmarks/server_vs_peers/run.sh
 
 # --- demo -------------------------------------------------------------------------------------
-demo: venv
+demo: venv cluster-tools host-packages images
 	@scripts/demo.sh
 
+# The demo's S3 server is a host process (by its pid); everything else goes with the cluster.
 demo-down:
-	@if [ -f .devcluster/operator.pid ]; then kill $$(cat .devcluster/operator.pid) 2>/dev/null || true; rm -f .devcluster/operator.pid; fi
+	@if [ -f .devcluster/demo-s3.pid ]; then kill $$(cat .devcluster/demo-s3.pid) 2>/dev/null || true; rm -f .devcluster/demo-s3.pid; fi
 	@$(MAKE) --no-print-directory cluster-down
 
 bench-operator: venv cluster-tools

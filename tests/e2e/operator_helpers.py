@@ -105,7 +105,11 @@ def ready_endpoints_by_track(kubectl, namespace: str, service: str) -> dict[str,
 
 
 def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return operator_metrics(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+
+
+def operator_metrics(text: str) -> dict[str, float]:
+    """The modelroll_operator_* samples of a /metrics page, by name with labels."""
     values: dict[str, float] = {}
     for line in text.splitlines():
         m = re.match(r"^(modelroll_operator_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)

@@ -1,9 +1,16 @@
 """The Helm chart on a real API server: lint, render, validate, install, and the operator run
 with exactly the permissions the chart grants.
 
-The chart's operator Pods are kwok fakes here (``install`` places them on kwok's tainted nodes
-through the chart's nodeSelector/tolerations values), so the operator runs as a local process
-with a token of the chart's ServiceAccount: the same identity, the same RBAC, the same API server.
+In most tests the chart's operator Pods are kwok fakes (``install`` places them on kwok's tainted
+nodes through the chart's nodeSelector/tolerations values), so the operator runs as a local
+process with a token of the chart's ServiceAccount: the same identity, the same RBAC, the same
+API server.
+
+One test runs the real operator image: ``test_real_operator_image_in_cluster_...`` installs the
+chart with ``localhost/modelroll-operator:dev`` (``make images``) and no kwok placement, so its
+two Pods run on the cluster's real node (containerd, kubelet) with in-cluster config, elect a
+leader, roll a real model served by ``localhost/modelroll-server:dev``, and are checked for the
+restricted security context at runtime (uid, capabilities, read-only root) in both images.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from tests.e2e.operator_helpers import (
     apply,
     events_of,
     manifest,
+    operator_metrics,
     phase_is,
     plugin,
     scrape,
@@ -33,7 +41,8 @@ from tests.e2e.operator_helpers import (
     status_of,
     total,
 )
-from tests.helpers import KWOK_NODE_SELECTOR, KWOK_TOLERATIONS, free_port, get_json, wait_for
+from tests.e2e.real_node import OPERATOR_IMAGE, REAL_NODE, SERVER_IMAGE, real_manifest
+from tests.helpers import KWOK_NODE_SELECTOR, KWOK_TOLERATIONS, free_port, get_json, pod_is_ready, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -69,8 +78,8 @@ def helm_bin() -> str:
     return str(path)
 
 
-def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([helm_bin(), *args], capture_output=True, text=True, timeout=120)
+def helm(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([helm_bin(), *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
     return proc
@@ -205,14 +214,25 @@ KWOK_PLACEMENT = (
 )  # fmt: skip
 
 
-def install(kubectl, *values: str, placement: Sequence[str] = KWOK_PLACEMENT) -> Release:
+def install(kubectl, *values: str, placement: Sequence[str] = KWOK_PLACEMENT, wait: float = 0) -> Release:
     """helm install into a fresh namespace that enforces the restricted Pod Security Standard.
 
-    The operator Pods go on kwok by default; placement=() leaves them to the real node."""
+    The operator Pods go on kwok by default; placement=() leaves them to the real node. wait > 0:
+    `helm install --wait` for that many seconds (the Deployment's Pods Ready). A failed install
+    is uninstalled (namespace included) before the error is raised, with the Pods' state."""
     rel = Release(name=f"mr-{uuid.uuid4().hex[:6]}", namespace=f"mr-{uuid.uuid4().hex[:6]}")
     kubectl("create", "namespace", rel.namespace)
-    kubectl("label", "namespace", rel.namespace, "pod-security.kubernetes.io/enforce=restricted")
-    helm("install", rel.name, str(CHART), "-n", rel.namespace, *placement, *values)
+    try:
+        kubectl("label", "namespace", rel.namespace, "pod-security.kubernetes.io/enforce=restricted")
+        waiting = ("--wait", "--timeout", f"{wait:g}s") if wait else ()
+        helm("install", rel.name, str(CHART), "-n", rel.namespace, *placement, *values, *waiting, timeout=wait + 120)
+    except BaseException as error:
+        pods = kubectl("get", "pods", "-n", rel.namespace, "-o", "wide", check=False).stdout
+        events = kubectl("get", "events", "-n", rel.namespace, check=False).stdout
+        uninstall(kubectl, rel)
+        if isinstance(error, AssertionError):
+            raise AssertionError(f"{error}\npods:\n{pods}\nevents:\n{events[-3000:]}") from None
+        raise
     return rel
 
 
@@ -424,6 +444,233 @@ def test_two_replicas_one_leader_and_the_standby_finishes_the_rollout(
         lease = get_json(kubectl, "lease", rel.fullname, "-n", rel.namespace)
         assert lease["spec"]["holderIdentity"] == f"op-b_{b.pid}" and lease["spec"]["leaseTransitions"] == 1
         assert not RBAC_REFUSAL.search(a.log() + b.log())
+    finally:
+        uninstall(kubectl, rel)
+
+
+# --- the real operator image, in-cluster, on the real node ----------------------------------------
+
+REAL_TIMEOUT = 300  # a busy 2-core machine: Pods start in ~10 s, a model Pod's Python imports take longer
+REAL_CANARY = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "5s"}}]}}
+
+# Run inside a Pod by `kubectl exec ... python3 -c` (the images have no `id`, no shell tools):
+# who the container's processes are, what they may do, and whether the root filesystem takes a write.
+RUNTIME_PROBE = r"""
+import errno, json, os
+def status(pid):
+    lines = open(f"/proc/{pid}/status").read().splitlines()
+    return dict((k, v.strip()) for k, _, v in (line.partition(":") for line in lines))
+def write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        os.remove(path)
+        return "written"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+main = status(1)
+root = next(line.split() for line in open("/proc/self/mountinfo") if line.split()[4] == "/")
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(),
+    "pid1": open("/proc/1/cmdline").read().replace("\0", " ").strip(),
+    "pid1_uid": main["Uid"].split(), "pid1_gid": main["Gid"].split(),
+    "cap_eff": main["CapEff"], "cap_prm": main["CapPrm"], "cap_bnd": main["CapBnd"],
+    "exec_cap_eff": status("self")["CapEff"],
+    "no_new_privs": main["NoNewPrivs"], "seccomp": main["Seccomp"],
+    "root_mount_options": root[5].split(","),
+    "write_root": write("/modelroll-probe"), "write_tmp": write("/tmp/modelroll-probe"),
+}))
+"""
+
+# Run inside an operator Pod: its environment, where its TCP connections go (before this probe
+# opens one), and who the API server says the Pod's own ServiceAccount token is.
+IN_CLUSTER_PROBE = r"""
+import json, os, socket, ssl, urllib.request
+def established():
+    out = []
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if f[3] != "01":
+            continue
+        (lip, lport), (rip, rport) = (a.split(":") for a in f[1:3])
+        out.append([int(lport, 16), socket.inet_ntoa(bytes.fromhex(rip)[::-1]), int(rport, 16)])
+    return out
+connections = established()
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+review = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).encode()
+request = urllib.request.Request(
+    f"https://{host}:{port}/apis/authentication.k8s.io/v1/selfsubjectreviews", data=review, method="POST",
+    headers={"Authorization": "Bearer " + open(sa + "/token").read().strip(), "Content-Type": "application/json"},
+)
+context = ssl.create_default_context(cafile=sa + "/ca.crt")
+user = json.load(urllib.request.urlopen(request, context=context, timeout=10))["status"]["userInfo"]
+print(json.dumps({
+    "env": dict(os.environ), "user": user, "connections": connections,
+    "kubeconfig_file": os.path.exists(os.path.expanduser("~/.kube/config")),
+}))
+"""
+
+METRICS_PROBE = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8081/metrics').read().decode())"
+
+
+def pod_python(kubectl, namespace: str, pod: str, code: str, *args: str, container: str = "") -> str:
+    where = ["-c", container] if container else []
+    return kubectl("exec", pod, "-n", namespace, *where, "--", "python3", "-c", code, *args).stdout
+
+
+def log_records(kubectl, namespace: str, pod: str) -> list[dict]:
+    """The operator's JSON log lines (the chart's default operator.logJson=true)."""
+    lines = kubectl("logs", pod, "-n", namespace).stdout.splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_real_operator_image_in_cluster_two_replicas_one_leader_canary_to_promotion_restricted(
+    kubectl, install_crds, gateway_crds, namespace, model_store, trained
+):
+    """The Helm chart with the real operator image: the operator runs as Pods under the chart's
+    ServiceAccount with in-cluster config, two replicas with leader election, and drives a canary
+    to promotion. Restricted pod security (non-root 65532, read-only root, no capabilities) holds
+    on the real runtime for both images."""
+    _, models = trained
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    rel = install(
+        kubectl,
+        "--set", f"image.repository={OPERATOR_IMAGE.rsplit(':', 1)[0]}",
+        "--set", f"image.tag={OPERATOR_IMAGE.rsplit(':', 1)[1]}",
+        "--set", "image.pullPolicy=Never",  # no registry: the image is in the node's containerd
+        "--set", "replicaCount=2",
+        "--set", "leaderElection.enabled=true",
+        "--set", f"watchNamespaces={{{namespace}}}",
+        "--set", f"operator.serverImage={SERVER_IMAGE}",
+        placement=(),
+        wait=REAL_TIMEOUT,
+    )  # fmt: skip
+    try:
+        sa_name = f"system:serviceaccount:{rel.namespace}:{rel.fullname}"
+        selector = f"app.kubernetes.io/instance={rel.name}"
+        ops = get_json(kubectl, "pods", "-n", rel.namespace, "-l", selector)["items"]
+        names = sorted(p["metadata"]["name"] for p in ops)
+        assert len(ops) == 2, names
+        for pod in ops:  # real containers on the real node, admitted under enforce=restricted
+            assert pod["spec"]["nodeName"] == REAL_NODE and pod["status"]["phase"] == "Running"
+            assert pod_is_ready(pod), pod["status"]
+            assert pod["spec"]["serviceAccountName"] == rel.fullname
+            (c,) = pod["spec"]["containers"]
+            assert c["image"] == OPERATOR_IMAGE and "KUBECONFIG" not in {e["name"] for e in c.get("env", [])}
+
+        # In-cluster config: no kubeconfig anywhere; the Pod's own token is the chart's
+        # ServiceAccount, and the operator's connections go to the `kubernetes` Service.
+        api = get_json(kubectl, "service", "kubernetes", "-n", "default")["spec"]
+        api_ip, api_port = api["clusterIP"], next(p["port"] for p in api["ports"] if p["name"] == "https")
+        for name in names:
+            inside = json.loads(pod_python(kubectl, rel.namespace, name, IN_CLUSTER_PROBE))
+            env = inside["env"]
+            assert "KUBECONFIG" not in env and not inside["kubeconfig_file"]
+            assert inside["user"]["username"] == sa_name, inside["user"]
+            assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == (api_ip, str(api_port))
+            outgoing = {(ip, port) for local, ip, port in inside["connections"] if local != 8081}  # 8081: probes
+            assert outgoing == {(api_ip, api_port)}, inside["connections"]
+            said = [r["message"] for r in log_records(kubectl, rel.namespace, name) if "Kubernetes API" in r["message"]]
+            assert said == [f"Kubernetes API at https://{api_ip}:{api_port} (in-cluster ServiceAccount)"], said
+
+        def can(*args: str) -> bool:
+            return kubectl("auth", "can-i", "--as", sa_name, *args, check=False).stdout.strip() == "yes"
+
+        assert can("watch", "modeldeployments.modelroll.io", "-n", namespace)
+        assert can("patch", "modeldeployments.modelroll.io", "--subresource=status", "-n", namespace)
+        assert can("patch", "deployments.apps", "-n", namespace)
+        assert can("update", f"leases.coordination.k8s.io/{rel.fullname}", "-n", rel.namespace)
+        assert not can("patch", "deployments.apps", "-n", "default")  # only the watched namespace
+        assert not can("list", "secrets", "-n", namespace)
+
+        # Exactly one replica holds the Lease.
+        def holder() -> str:
+            return get_json(kubectl, "lease", rel.fullname, "-n", rel.namespace)["spec"].get("holderIdentity") or ""
+
+        leader_id = wait_for(holder, timeout=60, message="a holder of the Lease")
+        leader = leader_id.rsplit("_", 1)[0]
+        assert leader in names, (leader_id, names)
+        (standby,) = set(names) - {leader}
+
+        def metrics(pod: str) -> dict[str, float]:
+            return operator_metrics(pod_python(kubectl, rel.namespace, pod, METRICS_PROBE))
+
+        def describe_real(name: str):
+            def text() -> str:
+                logs = {p: kubectl("logs", p, "-n", rel.namespace, "--tail=20", check=False).stdout for p in names}
+                pods = kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
+                return f"status {status_of(kubectl, namespace, name)}\npods:\n{pods}\n" + "\n".join(
+                    f"--- {p}:\n{log}" for p, log in logs.items()
+                )
+
+            return text
+
+        # A real model, canary v1 -> v2, driven by the in-cluster leader.
+        uri, digest = model_store.put(f"{namespace}-fraud-v1.joblib", models["v1"].data)
+        apply(kubectl, namespace, real_manifest("fraud", uri, digest, "v1", replicas=2, strategy=REAL_CANARY))
+        wait_for(stable_version_is(kubectl, namespace, "fraud", "v1"), REAL_TIMEOUT, message=describe_real("fraud"))
+        uri, digest = model_store.put(f"{namespace}-fraud-v2.joblib", models["v2"].data)
+        apply(kubectl, namespace, real_manifest("fraud", uri, digest, "v2", replicas=2, strategy=REAL_CANARY))
+        status = wait_for(
+            lambda: (s := stable_version_is(kubectl, namespace, "fraud", "v2")()) and "canary" not in s and s,
+            REAL_TIMEOUT,
+            message=describe_real("fraud"),
+        )
+        assert [h["version"] for h in status["history"]] == ["v2", "v1"]
+        reasons = [e["reason"] for e in events_of(kubectl, namespace, "fraud")]
+        assert "Promoted" in reasons, reasons
+        servers = [
+            p
+            for p in get_json(kubectl, "pods", "-n", namespace, "-l", "modelroll.io/name=fraud")["items"]
+            if not p["metadata"].get("deletionTimestamp")
+        ]
+        assert servers and all(p["spec"]["nodeName"] == REAL_NODE for p in servers)
+        assert all(p["spec"]["containers"][0]["image"] == SERVER_IMAGE for p in servers)
+
+        # Only the leader reconciled and wrote; the standby's own watches (in-cluster too) kept
+        # its cache warm; the Lease never changed hands; every Event came from the leader Pod.
+        lead, stand = metrics(leader), metrics(standby)
+        assert lead["modelroll_operator_leader"] == 1.0 and stand["modelroll_operator_leader"] == 0.0
+        assert total(lead, "modelroll_operator_reconciles_total") > 0
+        assert total(lead, "modelroll_operator_api_writes_total") > 0
+        assert total(stand, "modelroll_operator_reconciles_total") == 0
+        assert total(stand, "modelroll_operator_api_writes_total") == 0
+        wait_for(
+            lambda: metrics(standby).get('modelroll_operator_objects{phase="Healthy"}') == 1.0,
+            60,
+            message="the standby's cache sees fraud Healthy",
+        )
+        lease = get_json(kubectl, "lease", rel.fullname, "-n", rel.namespace)["spec"]
+        assert lease["holderIdentity"] == leader_id and lease.get("leaseTransitions", 0) == 0, lease
+        instances = {e.get("reportingInstance") for e in events_of(kubectl, namespace, "fraud")}
+        assert instances == {leader}, instances
+        for name in names:
+            records = log_records(kubectl, rel.namespace, name)
+            errors = [r["message"] for r in records if r["level"] in ("ERROR", "CRITICAL")]
+            assert not errors, f"{name}: {errors[:3]}"
+            assert not RBAC_REFUSAL.search("\n".join(r["message"] for r in records))
+        restarts = {
+            p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
+            for p in get_json(kubectl, "pods", "-n", rel.namespace, "-l", selector)["items"]
+        }
+        assert restarts == dict.fromkeys(names, 0), restarts
+
+        # Restricted at runtime, both images: uid/gid 65532, no capabilities at all, no privilege
+        # escalation, seccomp filtering, a read-only root filesystem (EROFS) with /tmp writable.
+        for image, (ns, pod, container, entrypoint) in {
+            OPERATOR_IMAGE: (rel.namespace, leader, "operator", "modelroll-operator"),
+            SERVER_IMAGE: (namespace, servers[0]["metadata"]["name"], "server", "modelroll-server"),
+        }.items():
+            got = json.loads(pod_python(kubectl, ns, pod, RUNTIME_PROBE, container=container))
+            assert entrypoint in got["pid1"], (image, got)
+            assert (got["uid"], got["gid"]) == (65532, 65532), (image, got)
+            assert got["pid1_uid"] == ["65532"] * 4 and got["pid1_gid"] == ["65532"] * 4, (image, got)
+            zero = "0000000000000000"
+            assert got["cap_eff"] == got["cap_prm"] == got["cap_bnd"] == got["exec_cap_eff"] == zero, (image, got)
+            assert got["no_new_privs"] == "1" and got["seccomp"] == "2", (image, got)
+            assert "ro" in got["root_mount_options"] and got["write_root"] == "EROFS", (image, got)
+            assert got["write_tmp"] == "written", (image, got)
     finally:
         uninstall(kubectl, rel)
 

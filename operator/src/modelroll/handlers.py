@@ -60,7 +60,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.batch_window = 0.01
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    client = AsyncClient(config=KubeConfig.from_env(), field_manager=FIELD_MANAGER)
+    config = KubeConfig.from_env()  # in-cluster first, then KUBECONFIG: the order login.login follows
+    client = AsyncClient(config=config, field_manager=FIELD_MANAGER)
+    current = config.get()
+    server = current.cluster.server if current else "?"
+    log.info("Kubernetes API at %s (%s)", server, "in-cluster ServiceAccount" if login.in_cluster() else "kubeconfig")
     State.controller = Controller(State.settings, Kube(client), State.cache)
     _start_election(client)
     await State.controller.start()
