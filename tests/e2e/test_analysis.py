@@ -1,49 +1,74 @@
-"""Automated analysis end to end, with real parts only: real scikit-learn models trained here,
-served by real ``modelroll-server`` processes on loopback playing the stable and canary
-tracks, traffic sent by the test, Debian's Prometheus scraping the servers every second, and
-the operator (configured with that Prometheus) reconciling a Canary ModelDeployment on the
-real API server. kwok's Pods stand in for the Deployments; the metrics come from the loopback
-servers, which label them with the same model_name / model_version / track.
+"""Automated analysis end to end, on real traffic and real metrics.
+
+Each test runs the operator (configured with its own Prometheus) against the real API server,
+and a Canary ModelDeployment whose Pods run the real server image on the cluster's real node
+(no kwok placement), serving scikit-learn models trained here and fetched from this host
+(``model_store``). Traffic goes from the host to the Service's ClusterIP on fresh connections,
+so kube-proxy splits it by the Pods' replica ratio: the test never chooses which model
+answers. Debian's Prometheus runs on the host and scrapes the Pods every second with the job
+in docs/prometheus-scrape-config.yaml (the chart PodMonitor's equivalent; the last test here
+checks the two agree). One substitution, because Debian builds Prometheus without Kubernetes
+service discovery: the job's ``kubernetes_sd_configs`` (role pod) becomes ``http_sd_configs``
+on tests.analysis.parts.PodDiscovery, which lists the test namespace's Pods from the API
+server each second and presents them as role-pod discovery would; the job's relabelling then
+keeps and labels the targets as written. Every verdict below is the operator's own analysis
+of what those Pods really served:
+
+- a good canary is promoted;
+- a canary whose model raises on a category it never saw (a scikit-learn OneHotEncoder,
+  ``handle_unknown="error"``) answers 500 to ~30 % of the rows, and is rolled back on errorRate;
+- a canary trained on shuffled labels (it learned nothing and answers every row with the
+  base rate) is rolled back on predictionShift;
+- a Prometheus outage (the process stopped) holds the rollout instead of rolling it back, and
+  it finishes once Prometheus is back;
+- traffic below minSamples holds the rollout (Inconclusive).
 """
 
 from __future__ import annotations
 
-import shutil
-import urllib.request
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
+import yaml
 
-from tests.analysis.parts import Prometheus, Traffic, scratch_dir, start_server, stop_server
-from tests.e2e.operator_helpers import apply, events_of, manifest, plugin, stable_version_is, status_of
-from tests.helpers import free_port, wait_for
+from tests.analysis.parts import SCRAPE_CONFIG, PodDiscovery, Prometheus, ServiceLoad, pod_scrape_job
+from tests.e2e.conftest import start_operator
+from tests.e2e.operator_helpers import apply, events_of, plugin, stable_version_is, status_of
+from tests.e2e.real_node import REAL_NODE, SERVER_IMAGE, ModelStore, cluster_ip, infer, real_manifest
+from tests.e2e.test_chart import render
+from tests.helpers import get_json, wait_for
 
 pytestmark = pytest.mark.e2e
 NAME = "churn"
+READY_TIMEOUT = 180  # a Pod on the real node: model fetched, Python and scikit-learn imported
+RATE = 50.0  # requests a second through the Service, about half of them to the canary
+MIN_SAMPLES = 80
 GATES = [
     {"builtin": "errorRate", "max": 0.05},
     {"builtin": "latencyP99", "max": 2000},
-    # PSI from sampling noise alone is about (bins - 1) * (1/n_canary + 1/n_stable): with ~100
-    # requests a window and ~7 populated confidence bins that is ~0.1, so 0.5 keeps the good
-    # canary clear of noise while a constant-answer canary (PSI > 1) still fails.
+    # PSI from sampling noise alone is about (bins - 1) * (1/n_canary + 1/n_stable): with at
+    # least 80 canary requests a window (~125 at RATE) and ~7 populated confidence bins that
+    # is ~0.1-0.2, so 0.5 keeps the good canary clear of noise while a canary that learned
+    # nothing (PSI > 5) still fails.
     {"builtin": "predictionShift", "maxPSI": 0.5},
 ]
 
 
-def strategy(min_samples: int = 30) -> dict:
+def strategy() -> dict:
     return {
         "type": "Canary",
         "canary": {
+            # one stable Pod at full scale and, at 50 %, one canary Pod: a 50/50 split
             "steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}],
             "analysis": {
-                "interval": "3s",
+                "interval": "5s",  # also the query window: ~125 canary requests at RATE
                 "failureLimit": 1,
                 "consecutiveErrorLimit": 30,
-                "minSamples": min_samples,
+                "minSamples": MIN_SAMPLES,
                 "gates": GATES,
             },
         },
@@ -51,10 +76,10 @@ def strategy(min_samples: int = 30) -> dict:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Stable, a good canary, one that fails on an unseen category, one with shifted predictions."""
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """joblib files: stable, a good canary, one that fails on an unseen category, and one
+    trained on shuffled labels."""
     from sklearn.compose import ColumnTransformer
-    from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder
@@ -68,20 +93,22 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {
         "stable": LogisticRegression().fit(X, y),
         "good": LogisticRegression(C=0.8).fit(X, y),
-        # one-hot encodes the plan and refuses plans it never saw: 5xx on that part of the traffic
+        # one-hot encodes the plan and refuses plans it never saw: 500 on that part of the traffic
         "failing": make_pipeline(
             ColumnTransformer([("plan", OneHotEncoder(handle_unknown="error"), [0])], remainder="passthrough"),
             LogisticRegression(),
         ).fit(X, y),
-        # answers "churns" for everyone
-        "shifted": DummyClassifier(strategy="constant", constant=1).fit(X, y),
+        # labels shuffled before training: it predicts the base rate (~0.57) for everyone, so its
+        # confidence histogram sits in one bucket while the stable model's spreads over seven
+        "shifted": LogisticRegression().fit(X, rng.permutation(y)),
     }
     out = tmp_path_factory.mktemp("analysis-models")
-    paths = {}
+    files = {}
     for name, model in built.items():
-        paths[name] = out / f"{name}.joblib"
-        joblib.dump(model, paths[name])
-    return paths
+        path = out / f"{name}.joblib"
+        joblib.dump(model, path)
+        files[name] = path.read_bytes()
+    return files
 
 
 def traffic_rows() -> np.ndarray:
@@ -93,69 +120,83 @@ def traffic_rows() -> np.ndarray:
 
 @dataclass
 class Rig:
+    kubectl: Callable
     namespace: str
     prometheus: Prometheus
-    traffic: Traffic
     operator: object
+    store: ModelStore
+    models: dict[str, bytes]
+    canary: str
+    address: str = ""
+    load: ServiceLoad | None = None
 
-    def status(self, kubectl) -> dict:
-        return status_of(kubectl, self.namespace, NAME)
+    def deploy(self, version: str, model: str) -> None:
+        uri, digest = self.store.put(f"{self.namespace}-{model}.joblib", self.models[model])
+        apply(self.kubectl, self.namespace, real_manifest(NAME, uri, digest, version, 1, strategy=strategy()))
 
-    def describe(self, kubectl):
-        def text() -> str:
-            log = self.operator.log()[-3000:]  # type: ignore[attr-defined]
-            return f"status {self.status(kubectl)}\ntraffic {self.traffic.codes}\noperator log:\n{log}"
+    def roll_out(self) -> None:
+        """v2, the canary model, replaces v1: the canary rollout with analysis starts."""
+        self.deploy("v2", self.canary)
 
-        return text
+    def status(self) -> dict:
+        return status_of(self.kubectl, self.namespace, NAME)
+
+    def describe(self) -> str:
+        log = self.operator.log()[-3000:]  # type: ignore[attr-defined]
+        load = self.load and (dict(self.load.codes), dict(self.load.versions))
+        return f"status {self.status()}\ntraffic (codes, versions) {load}\noperator log:\n{log}"
 
 
 @pytest.fixture
-def rig(models, run_operator, install_crds, gateway_crds, namespace) -> Iterator:
-    """rig(canary_model, rate) -> Rig: servers, Prometheus, traffic and the operator, all stopped afterwards."""
-    started: list = []
+def rig(
+    models, run_operator, install_crds, namespace, kubectl, kubeconfig, model_store, tmp_path
+) -> Iterator[Callable[..., Rig]]:
+    """rig(canary_model, rate) -> Rig: Prometheus and the operator started, v1 Healthy on the
+    real node and scraped, traffic flowing through the Service; all stopped afterwards (the
+    operator by run_operator, the namespace by its fixture)."""
+    started = contextlib.ExitStack()  # closes everything, even when one close fails
 
-    def build(canary: str, rate: float = 40.0) -> Rig:
-        work = scratch_dir()
-        started.append(lambda: shutil.rmtree(work, ignore_errors=True))
-        servers = [
-            start_server(work, models["stable"], NAME, "v1", "stable"),
-            start_server(work, models[canary], NAME, "v2", "canary"),
-        ]
-        started.extend(lambda s=s: stop_server(s) for s in servers)
-        prometheus = Prometheus(work, [s.target for s in servers]).start()
-        started.append(prometheus.stop)
-        traffic = Traffic(servers, traffic_rows(), rate=rate).start()
-        started.append(traffic.stop)
-        port = free_port()
-        operator = run_operator(
-            env={
-                "MODELROLL_NAMESPACES": namespace,
-                "MODELROLL_METRICS_PORT": str(port),
-                "MODELROLL_RESYNC_SECONDS": "1",
-                "MODELROLL_PROMETHEUS_URL": prometheus.url,
-            }
+    def build(canary: str, rate: float = RATE) -> Rig:
+        workdir = tmp_path / "prometheus"
+        workdir.mkdir()
+        discovery = PodDiscovery(kubeconfig, namespace, workdir)
+        started.callback(discovery.close)
+        prometheus = Prometheus(workdir, [pod_scrape_job(discovery)])
+        started.callback(prometheus.stop)
+        prometheus.start()
+        operator = start_operator(
+            run_operator, namespace, MODELROLL_SERVER_IMAGE=SERVER_IMAGE, MODELROLL_PROMETHEUS_URL=prometheus.url
         )
-        wait_for(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200,
-            timeout=30,
-            message=lambda: f"operator health endpoint; log:\n{operator.log()}",
+        r = Rig(kubectl, namespace, prometheus, operator, model_store, models, canary)
+        r.deploy("v1", "stable")
+        wait_for(stable_version_is(kubectl, namespace, NAME, "v1"), timeout=READY_TIMEOUT, message=r.describe)
+        r.address = cluster_ip(kubectl, namespace, NAME)
+        r.load = ServiceLoad(r.address, NAME, traffic_rows(), rate=rate, max_seconds=600)
+        started.callback(r.load.stop)
+        r.load.start()
+        wait_for(  # discovered, scraped, and counting this traffic
+            lambda: served_by_track(r.prometheus, namespace).get(("stable", "v1"), 0) > 0,
+            timeout=60,
+            message=lambda: f"the stable Pod's requests in Prometheus; targets {r.prometheus.active_targets()}",
         )
-        return Rig(namespace, prometheus, traffic, operator)
+        return r
 
-    yield build
-    for stop in reversed(started):
-        stop()
-
-
-def start_rollout(kubectl, r: Rig, min_samples: int = 30) -> None:
-    apply(kubectl, r.namespace, manifest(NAME, "v1", 2, strategy=strategy(min_samples)))
-    wait_for(stable_version_is(kubectl, r.namespace, NAME, "v1"), timeout=60, message=r.describe(kubectl))
-    apply(kubectl, r.namespace, manifest(NAME, "v2", 2, strategy=strategy(min_samples)))
+    with started:
+        yield build
 
 
-def degraded_with(kubectl, r: Rig, reason: str):
+def served_by_track(prometheus: Prometheus, namespace: str) -> dict[tuple[str, str], float]:
+    """Requests Prometheus has counted so far, by (track, model_version), over every Pod it
+    ever scraped in the namespace (last_over_time skips the staleness markers of Pods gone)."""
+    result = prometheus.query(
+        f'sum by (track, model_version) (last_over_time(modelroll_requests_total{{namespace="{namespace}"}}[10m]))'
+    )
+    return {(s["metric"]["track"], s["metric"]["model_version"]): float(s["value"][1]) for s in result}
+
+
+def degraded_with(r: Rig, reason: str):
     def check():
-        s = r.status(kubectl)
+        s = r.status()
         return s if s.get("phase") == "Degraded" and s.get("reason") == reason else None
 
     return check
@@ -163,8 +204,22 @@ def degraded_with(kubectl, r: Rig, reason: str):
 
 def test_good_canary_is_promoted_on_passing_analysis(kubectl, kubeconfig, rig):
     r = rig("good")
-    start_rollout(kubectl, r)
-    status = wait_for(stable_version_is(kubectl, r.namespace, NAME, "v2"), timeout=90, message=r.describe(kubectl))
+    # Prometheus found the Pod itself, and labelled it as the chart's PodMonitor would.
+    (pod,) = get_json(kubectl, "pods", "-n", r.namespace, "-l", f"modelroll.io/name={NAME}")["items"]
+    (target,) = r.prometheus.active_targets()
+    assert pod["spec"]["nodeName"] == REAL_NODE
+    assert target["health"] == "up" and target["scrapeUrl"] == f"http://{pod['status']['podIP']}:8080/metrics"
+    labels = target["labels"]
+    assert {k: labels.get(k) for k in ("namespace", "pod", "container", "endpoint", "job")} == {
+        "namespace": r.namespace,
+        "pod": pod["metadata"]["name"],
+        "container": "server",
+        "endpoint": "http",
+        "job": "modelroll-models",
+    }
+
+    r.roll_out()
+    status = wait_for(stable_version_is(kubectl, r.namespace, NAME, "v2"), timeout=READY_TIMEOUT, message=r.describe)
     run = status["analysis"]
     assert run["passed"] >= 2 and run["failed"] == 0 and run["revision"]  # a pass at each of the 2 steps
     gates = {g["name"]: g for g in run["gates"]}
@@ -174,68 +229,108 @@ def test_good_canary_is_promoted_on_passing_analysis(kubectl, kubeconfig, rig):
     shown = plugin(kubeconfig, "status", NAME, "-n", r.namespace).stdout
     assert "GATE" in shown and "predictionShift" in shown and "Pass" in shown
     assert "AnalysisPass" in {e["reason"] for e in events_of(kubectl, r.namespace, NAME)}
+    # kube-proxy sent the test's traffic to both models, and Prometheus counted both.
+    assert r.load is not None and r.load.versions["v1"] > 0 and r.load.versions["v2"] > 0, r.load.versions
+    counted = served_by_track(r.prometheus, r.namespace)
+    assert counted.get(("stable", "v1"), 0) > 0 and counted.get(("canary", "v2"), 0) >= MIN_SAMPLES, counted
 
 
 def test_canary_failing_on_part_of_the_input_is_rolled_back_on_error_rate(kubectl, rig):
     r = rig("failing")
-    start_rollout(kubectl, r)
-    status = wait_for(degraded_with(kubectl, r, "AnalysisFailed"), timeout=90, message=r.describe(kubectl))
+    r.roll_out()
+    status = wait_for(degraded_with(r, "AnalysisFailed"), timeout=READY_TIMEOUT, message=r.describe)
     share = {g["name"]: g for g in status["analysis"]["gates"]}["errorRate"]["value"]
     assert 0.1 < share < 0.6  # ~30 % of the rows carry the unseen plan
     assert f"gate errorRate failed: value {share:.4g}" in status["message"], status["message"]
     assert "threshold <= 0.05" in status["message"] and "v1 serving at full weight" in status["message"]
     assert status["aborted"]["reason"] == "AnalysisFailed"
-    assert r.traffic.codes.get(500, 0) > 0  # the canary really answered 5xx
+    assert r.load is not None and r.load.codes[500] > 0, r.load.codes  # the canary really answered 500
     wait_for(  # the weights follow the Pods: full weight once the canary's are gone
         lambda: (
-            (s := r.status(kubectl))["canary"]["replicas"] == 0
-            and s["stable"]["readyReplicas"] == 2
+            (s := r.status())["canary"]["replicas"] == 0
+            and s["stable"]["readyReplicas"] == 1
             and s["weights"] == {"stable": 100, "canary": 0}
         ),
-        timeout=60,
-        message=r.describe(kubectl),
+        timeout=READY_TIMEOUT,
+        message=r.describe,
     )
+    assert r.status()["stable"]["version"] == "v1"
     events = events_of(kubectl, r.namespace, NAME)
     assert any(e["reason"] == "AnalysisFailed" and e["type"] == "Warning" for e in events)
+    # The old model keeps serving, the rows that broke the canary included.
+    unseen = traffic_rows()[traffic_rows()[:, 0] == 3.0][:20]
+    wait_for(
+        lambda: all(infer(r.address, NAME, row[None, :])["model_version"] == "v1" for row in unseen),
+        timeout=30,
+        message="20 requests in a row answered by v1",
+    )
 
 
 def test_canary_with_shifted_predictions_is_rolled_back_on_prediction_shift(kubectl, rig):
     r = rig("shifted")
-    start_rollout(kubectl, r)
-    status = wait_for(degraded_with(kubectl, r, "AnalysisFailed"), timeout=90, message=r.describe(kubectl))
+    r.roll_out()
+    status = wait_for(degraded_with(r, "AnalysisFailed"), timeout=READY_TIMEOUT, message=r.describe)
     assert "gate predictionShift failed" in status["message"] and "threshold PSI <= 0.5" in status["message"]
     gates = {g["name"]: g for g in status["analysis"]["gates"]}
     assert gates["errorRate"]["verdict"] == "Pass" and gates["predictionShift"]["value"] > 1.0
+    assert status["stable"]["version"] == "v1"
 
 
 def test_prometheus_outage_waits_instead_of_rolling_back(kubectl, rig):
     r = rig("good")
-    start_rollout(kubectl, r)
-    wait_for(
-        lambda: (r.status(kubectl).get("analysis") or {}).get("lastMeasuredAt"), timeout=60, message=r.describe(kubectl)
-    )
+    r.roll_out()
+    wait_for(lambda: (r.status().get("analysis") or {}).get("lastMeasuredAt"), timeout=60, message=r.describe)
     r.prometheus.stop()
     status = wait_for(
-        lambda: (s := r.status(kubectl)).get("analysis", {}).get("errors", 0) >= 3 and s,
+        lambda: (s := r.status()).get("analysis", {}).get("errors", 0) >= 3 and s,
         timeout=60,
-        message=r.describe(kubectl),
+        message=r.describe,
     )
     assert status["phase"] == "Progressing" and status["stable"]["version"] == "v1"
     assert status["analysis"]["phase"] == "Error" and status["analysis"]["failed"] == 0
     assert status["currentStep"] < status["stepCount"]
     assert "unreachable" in status["analysis"]["message"]
-    r.prometheus.start()  # back: the rollout carries on and promotes
-    wait_for(stable_version_is(kubectl, r.namespace, NAME, "v2"), timeout=90, message=r.describe(kubectl))
+    r.prometheus.start()  # back: it rediscovers the Pods and the rollout carries on and promotes
+    wait_for(stable_version_is(kubectl, r.namespace, NAME, "v2"), timeout=READY_TIMEOUT, message=r.describe)
 
 
 def test_traffic_below_min_samples_waits_instead_of_promoting(kubectl, rig):
-    r = rig("good", rate=2.0)  # about 6 requests a window, minSamples 30
-    start_rollout(kubectl, r)
-    status = wait_for(
-        lambda: (s := r.status(kubectl)).get("analysis", {}).get("inconclusive", 0) >= 3 and s,
-        timeout=60,
-        message=r.describe(kubectl),
-    )
+    r = rig("good", rate=2.0)  # about 5 canary requests a window, minSamples 80
+    r.roll_out()
+
+    def held_with_canary_traffic_counted():
+        s = r.status()
+        run = s.get("analysis") or {}
+        # "have N" with N > 0: the canary Pod's requests did reach Prometheus, just too few
+        return run.get("inconclusive", 0) >= 3 and "have 0" not in s.get("message", "") and s
+
+    status = wait_for(held_with_canary_traffic_counted, timeout=READY_TIMEOUT, message=r.describe)
     assert status["phase"] == "Progressing" and status["currentStep"] == 0 and status["stable"]["version"] == "v1"
     assert status["analysis"]["passed"] == 0 and status["analysis"]["failed"] == 0
-    assert "need 30 canary requests in the window, have" in status["message"]
+    assert f"need {MIN_SAMPLES} canary requests in the window, have" in status["message"], status["message"]
+    assert status["canary"]["readyReplicas"] == 1  # the canary was up and answering, only quiet
+
+
+def test_the_scrape_job_selects_what_the_chart_podmonitor_selects():
+    """docs/prometheus-scrape-config.yaml against the chart's PodMonitor, rendered: the keep
+    rules the Prometheus Operator writes for its selector and port, its path and interval."""
+    docs = render("monitoring", "--set", "monitoring.podMonitor.enabled=true")
+    (monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    (job,) = yaml.safe_load(SCRAPE_CONFIG.read_text())["scrape_configs"]
+    rules = job["relabel_configs"]
+    for key, value in monitor["spec"]["selector"]["matchLabels"].items():
+        label = key.replace(".", "_").replace("/", "_").replace("-", "_")
+        assert {
+            "action": "keep",
+            "source_labels": [f"__meta_kubernetes_pod_label_{label}", f"__meta_kubernetes_pod_labelpresent_{label}"],
+            "regex": f"({value});true",
+        } in rules, rules
+    assert {
+        "action": "keep",
+        "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+        "regex": endpoint["port"],
+    } in rules
+    assert {"target_label": "endpoint", "replacement": endpoint["port"]} in rules
+    assert job["metrics_path"] == endpoint["path"] and job["scrape_interval"] == endpoint["interval"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]

@@ -277,8 +277,13 @@ def operator_env(kubectl, rel: Release, pod_name: str) -> dict[str, str]:
     return env
 
 
-def start(run_operator, kubectl, rel, sa_config: Path, pod_name: str, **extra: str):
+def start(run_operator, kubectl, rel, sa_config: Path, pod_name: str, watch: str, **extra: str):
+    """The operator as a local process with the chart's environment and ServiceAccount token.
+
+    It watches only `watch` (the test's namespace), even under the cluster-wide chart: its
+    ClusterRole is what is tested, and a cluster shared with `make demo` must not be touched."""
     env = {**operator_env(kubectl, rel, pod_name), "KUBECONFIG": str(sa_config), **extra}
+    env["MODELROLL_NAMESPACES"] = watch
     proc = run_operator(env=env, log_name=pod_name)
     proc.metrics_port = int(env["MODELROLL_METRICS_PORT"])
     wait_for(lambda: scrape(proc.metrics_port), timeout=30, message=lambda: f"{pod_name} metrics; log:\n{proc.log()}")
@@ -325,7 +330,7 @@ def test_canary_to_promotion_as_the_chart_service_account_and_gitops_sees_no_dri
 ):
     rel = clusterwide
     sa = sa_kubeconfig(kubectl, kubeconfig, rel, tmp_path / "sa-kubeconfig")
-    op = start(run_operator, kubectl, rel, sa, "op-solo")
+    op = start(run_operator, kubectl, rel, sa, "op-solo", namespace)
     apply(kubectl, namespace, manifest("fraud", "v1", 2, strategy=CANARY))
     wait_for(
         stable_version_is(kubectl, namespace, "fraud", "v1"), 90, message=describe(kubectl, namespace, "fraud", op)
@@ -386,7 +391,7 @@ def test_one_verb_less_and_the_rollout_visibly_fails(
     kubectl("replace", "-f", "-", input=json.dumps(crippled))
     try:
         sa = sa_kubeconfig(kubectl, kubeconfig, rel, tmp_path / "sa-kubeconfig")
-        op = start(run_operator, kubectl, rel, sa, "op-crippled")
+        op = start(run_operator, kubectl, rel, sa, "op-crippled", namespace)
         apply(kubectl, namespace, manifest("fraud", "v1", 2, strategy=CANARY))
         wait_for(
             lambda: re.search(r'cannot patch resource \\?"deployments\\?" in API group \\?"apps\\?"', op.log()),
@@ -408,9 +413,9 @@ def test_two_replicas_one_leader_and_the_standby_finishes_the_rollout(
     try:
         assert kubectl("get", "clusterrole", rel.fullname, check=False).returncode != 0
         sa = sa_kubeconfig(kubectl, kubeconfig, rel, tmp_path / "sa-kubeconfig")
-        a = start(run_operator, kubectl, rel, sa, "op-a")
+        a = start(run_operator, kubectl, rel, sa, "op-a", namespace)
         wait_for(lambda: scrape(a.metrics_port).get("modelroll_operator_leader") == 1.0, 30, message=lambda: a.log())
-        b = start(run_operator, kubectl, rel, sa, "op-b")
+        b = start(run_operator, kubectl, rel, sa, "op-b", namespace)
         apply(kubectl, namespace, manifest("fraud", "v1", 2, strategy=CANARY))
         wait_for(
             stable_version_is(kubectl, namespace, "fraud", "v1"),
