@@ -7,8 +7,11 @@
 # examples' models (scripts/demo_models.py: trained here, no download) and puts each in a model
 # store of the demo's own -- a host volume behind pvc://models and a local S3-compatible server
 # behind s3://models -- then applies every example with the digest of the file really stored.
-# It ends with a prediction fetched through a Service and the command that rolls the next
-# version as a canary. `make demo-down` stops all of it.
+# A Prometheus (the one `make cluster-tools` builds, with the documented scrape job) discovers
+# the model Pods for the analysis gates, and a bounded traffic generator gives fraud-canary
+# requests to judge. It ends with a prediction fetched through a Service and the command that
+# rolls the next version as a canary. `make demo-down` stops all of it: the host processes by
+# the pids recorded in .devcluster/demo-*.pid, the rest with the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -20,29 +23,66 @@ STATE=.devcluster
 $PY tests/cluster/launcher.py up
 export KUBECONFIG="$PWD/$STATE/kubeconfig"
 host_ip=$(cat "$STATE/host-ip")
-helm="$(tests/cluster/build-tools.sh --print-bin-dir)/helm"
+bin_dir=$(tests/cluster/build-tools.sh --print-bin-dir)
+
+# background NAME COMMAND...: run a host process of the demo once (kept across re-runs),
+# recording its pid for `make demo-down`; its output goes to .devcluster/demo-NAME.log.
+background() {
+  local name=$1
+  shift
+  if [ -f "$STATE/demo-$name.pid" ] && kill -0 "$(cat "$STATE/demo-$name.pid")" 2>/dev/null; then
+    return
+  fi
+  nohup "$@" >"$STATE/demo-$name.log" 2>&1 &
+  echo $! >"$STATE/demo-$name.pid"
+}
+# wait_http NAME URL: poll until URL answers (the process may still be starting).
+wait_http() {
+  for _ in $(seq 1 150); do
+    curl -fsS -o /dev/null "$2" 2>/dev/null && return
+    sleep 0.2
+  done
+  echo "demo: $1 did not start; see $STATE/demo-$1.log" >&2
+  exit 1
+}
+port_of() {  # the port a host process of the demo listens on, chosen once
+  [ -f "$STATE/demo-$1.port" ] ||
+    $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
+      >"$STATE/demo-$1.port"
+  cat "$STATE/demo-$1.port"
+}
 
 # --- the demo's S3-compatible server (moto, from the dev extra), on the address Pods reach ---
-if [ -f "$STATE/demo-s3.pid" ] && kill -0 "$(cat "$STATE/demo-s3.pid")" 2>/dev/null; then
-  s3_port=$(cat "$STATE/demo-s3.port")
-else
-  s3_port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  nohup moto_server -H "$host_ip" -p "$s3_port" >"$STATE/demo-s3.log" 2>&1 &
-  echo $! >"$STATE/demo-s3.pid"
-  echo "$s3_port" >"$STATE/demo-s3.port"
-fi
-s3="http://$host_ip:$s3_port"
-for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "$s3/" 2>/dev/null && break
-  sleep 0.2
-done
-curl -fsS -o /dev/null "$s3/" || { echo "demo: the S3 server did not start; see $STATE/demo-s3.log" >&2; exit 1; }
+s3="http://$host_ip:$(port_of s3)"
+background s3 moto_server -H "$host_ip" -p "$(port_of s3)"
+wait_http s3 "$s3/"
+
+# --- Prometheus with the documented scrape job, discovering the demo's model Pods -----------
+$PY - "$PWD/$STATE" "$NS" <<'EOF'
+import sys
+from pathlib import Path
+
+import yaml
+
+state, namespace = Path(sys.argv[1]), sys.argv[2]
+config = yaml.safe_load(Path("docs/prometheus-scrape-config.yaml").read_text())
+for job in config["scrape_configs"]:
+    job["scrape_interval"] = "5s"
+    for sd in job["kubernetes_sd_configs"]:  # from outside the cluster, for one namespace
+        sd.update(kubeconfig_file=str(state / "kubeconfig"), namespaces={"names": [namespace]})
+(state / "demo-prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+EOF
+prometheus="http://$host_ip:$(port_of prometheus)"
+background prometheus "$bin_dir/prometheus" --config.file="$STATE/demo-prometheus.yml" \
+  --storage.tsdb.path="$STATE/demo-prometheus" --web.listen-address="$host_ip:$(port_of prometheus)"
+wait_http prometheus "$prometheus/-/ready"
 
 echo "demo: installing the operator (Helm chart, image localhost/modelroll-operator:dev)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-"$helm" upgrade --install modelroll charts/modelroll -n "$OPERATOR_NS" --create-namespace --wait --timeout 5m \
+"$bin_dir/helm" upgrade --install modelroll charts/modelroll -n "$OPERATOR_NS" --create-namespace --wait --timeout 5m \
   --set image.repository=localhost/modelroll-operator --set image.tag=dev --set image.pullPolicy=Never \
-  --set operator.serverImage=localhost/modelroll-server:dev --set "watchNamespaces={$NS}" >/dev/null
+  --set operator.serverImage=localhost/modelroll-server:dev --set "watchNamespaces={$NS}" \
+  --set operator.prometheusUrl="$prometheus" >/dev/null
 
 echo "demo: training the examples' models into the demo's stores (host volume, S3 at $s3)"
 volume="$PWD/$STATE/demo-models"
@@ -81,10 +121,13 @@ echo "demo: a prediction through Service fraud ($ip):"
 echo "  curl -s http://$ip/v2/models/fraud/infer -d '$request'"
 curl -fsS "http://$ip/v2/models/fraud/infer" -d "$request"
 echo
+background traffic $PY scripts/demo_traffic.py "$(kubectl get service fraud-canary -n "$NS" \
+  -o jsonpath='{.spec.clusterIP}')" fraud-canary --features 8 --rate 40 --seconds 1800
 cat <<MSG
 
-demo: every example is Healthy and serving on the real node. Roll the next version of
-fraud-canary out as a canary (its analysis waits for Prometheus and traffic; see docs/analysis.md):
+demo: every example is Healthy and serving on the real node. fraud-canary gets 40 requests a
+second for 30 minutes, and Prometheus at $prometheus scrapes the Pods. Roll its next version
+out as a canary, judged by its analysis gates (docs/analysis.md):
   export KUBECONFIG=$KUBECONFIG PATH=$PWD/.venv/bin:\$PATH
   $(cat "$STATE/demo-next.txt")
   kubectl modelroll status fraud-canary -n $NS --watch

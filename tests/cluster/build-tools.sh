@@ -4,7 +4,9 @@
 #   kubelet, kube-proxy (the real node)                      (tests/cluster/gomod/kubernetes)
 #   etcd                                                     (tests/cluster/gomod/etcd)
 #   pause (the Pod sandbox process, static)                  (tests/cluster/gomod/pause)
-#   kwok, helm, crictl (tears the real node's Pods down)     (go install <module>@<pinned version>)
+#   kwok, helm, crictl (tears the real node's Pods down),
+#   prometheus (with Kubernetes discovery, which Debian's
+#   package lacks; only that discovery compiled in)          (go install <module>@<pinned version>)
 # into   ${MODELROLL_CACHE:-~/.cache/modelroll}/k8s-<version>-<hash>/bin/
 # where <hash> covers the Go module files and the pinned tool versions, so a version bump
 # lands in a new directory and rebuilds. Binaries already present are not rebuilt.
@@ -18,14 +20,17 @@ K8S_VERSION=v1.32.6
 KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.17.4
 CRICTL_VERSION=v1.34.0
-TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd pause kwok helm crictl)
+# Prometheus 3.N.M is published as the Go module version v0.3NN.M.
+PROMETHEUS_MODULE_VERSION=v0.316.0
+PROMETHEUS_VERSION=3.16.0
+TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd pause kwok helm crictl prometheus)
 
 here=$(cd "$(dirname "$0")" && pwd)
 gomod=$here/gomod
 cache_root=${MODELROLL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelroll}
 hash=$(
   {
-    echo "k8s=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION crictl=$CRICTL_VERSION stamped"
+    echo "k8s=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION crictl=$CRICTL_VERSION prometheus=$PROMETHEUS_MODULE_VERSION stamped"
     cat "$gomod/kubernetes/go.mod" "$gomod/kubernetes/go.sum"
     cat "$gomod/etcd/go.mod" "$gomod/etcd/go.sum" "$gomod/etcd/main.go"
     cat "$gomod/pause/go.mod" "$gomod/pause/main.go"
@@ -125,6 +130,11 @@ for t in "${missing[@]}"; do
       build_one crictl env GOBIN="$tmp" go install -trimpath -ldflags="$ldflags" \
         "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
       ;;
+    prometheus)
+      build_one prometheus env GOBIN="$tmp" go install -trimpath -tags remove_all_sd,enable_kubernetes_sd \
+        -ldflags="$ldflags -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+        "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION"
+      ;;
   esac
 done
 
@@ -133,5 +143,6 @@ step="verify"
 "$bin_dir/etcd" --version | sed -n 1p >&2  # sed reads to the end: head could SIGPIPE etcd
 "$bin_dir/kwok" --version >&2 || true
 "$bin_dir/helm" version --short >&2
+"$bin_dir/prometheus" --version 2>&1 | sed -n 1p >&2
 log "cache: $version_dir ($(du -sh "$version_dir" | cut -f1))"
 echo "$bin_dir"

@@ -40,6 +40,23 @@ def _plain(obj: Any) -> dict[str, Any]:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
 
 
+def exact_merge_patch(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``previous`` into exactly ``desired``.
+
+    A merge patch merges nested objects key by key, so a key that is gone from ``desired`` at
+    any depth must be sent as null, or the server keeps it: a stale ``analysis.outcome`` of an
+    aborted rollout would otherwise fail the next rollout at once. Lists are replaced whole.
+    """
+    patch: dict[str, Any] = {k: None for k in previous if k not in desired}
+    for key, value in desired.items():
+        old = previous.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            patch[key] = exact_merge_patch(old, value)
+        else:
+            patch[key] = value
+    return patch
+
+
 class Kube:
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
@@ -69,8 +86,8 @@ class Kube:
     async def patch_status(
         self, owner: Owner, status: Mapping[str, Any], previous: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """Merge-patch the status subresource to exactly ``status`` (removed keys set to null)."""
-        body = {**{k: None for k in previous if k not in status}, **status}
+        """Merge-patch the status subresource to exactly ``status``."""
+        body = exact_merge_patch(previous, status)
         metrics.API_WRITES.labels("patch", "ModelDeployment/status").inc()
         result = await self.client.patch(
             ModelDeployment.Status,
