@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: venv cluster-tools images cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator chart-crds chart-lint prometheus
+.PHONY: venv cluster-tools images cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator chart-crds chart-lint
 
 venv:
 	@scripts/bootstrap-python.sh
@@ -16,11 +16,11 @@ images: venv cluster-tools
 	@scripts/build-images.sh
 
 # Debian's packages the cluster and the tests run: containerd, runc, the CNI plugins, iptables
-# and conntrack for the real node; Prometheus for the analysis tests (each test starts its own).
+# and conntrack for the real node. (Prometheus is built by `make cluster-tools`: Debian's has
+# no Kubernetes service discovery.)
 host-packages:
 	@scripts/install-debian-packages.sh containerd=containerd runc=runc \
-	  /usr/lib/cni/bridge=containernetworking-plugins iptables=iptables conntrack=conntrack \
-	  prometheus=prometheus
+	  /usr/lib/cni/bridge=containernetworking-plugins iptables=iptables conntrack=conntrack
 
 cluster: venv cluster-tools host-packages images
 	@$(PY) tests/cluster/launcher.py up
@@ -51,9 +51,10 @@ bench: venv
 demo: venv cluster-tools host-packages images
 	@scripts/demo.sh
 
-# The demo's S3 server is a host process (by its pid); everything else goes with the cluster.
+# The demo's host processes (S3 server, Prometheus, traffic) go by their pids; the rest goes
+# with the cluster.
 demo-down:
-	@if [ -f .devcluster/demo-s3.pid ]; then kill $$(cat .devcluster/demo-s3.pid) 2>/dev/null || true; rm -f .devcluster/demo-s3.pid; fi
+	@for f in .devcluster/demo-*.pid; do [ -f "$$f" ] && { kill $$(cat "$$f") 2>/dev/null || true; rm -f "$$f"; }; done
 	@$(MAKE) --no-print-directory cluster-down
 
 bench-operator: venv cluster-tools

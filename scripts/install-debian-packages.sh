@@ -7,9 +7,9 @@
 # only the packages whose command is missing are installed. Needs root (CI runs as root) or
 # passwordless sudo; runs without a terminal (CI has no stdin).
 #
-# Maintainer scripts would start system-wide services (Prometheus on :9090, containerd on
-# /run/containerd); the project starts its own with their own ports, sockets and state, so
-# service starts are refused while packages install (policy-rc.d exit 101 = "action forbidden").
+# Maintainer scripts would start system-wide services (containerd on /run/containerd); the
+# project starts its own with their own sockets and state, so service starts are refused while
+# packages install (policy-rc.d exit 101 = "action forbidden").
 set -euo pipefail
 
 log() { echo "install-debian-packages: $*" >&2; }

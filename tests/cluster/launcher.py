@@ -468,7 +468,11 @@ def up(
     state_dir = state_dir.resolve()
     if state_dir.exists() and _read_pids(state_dir):
         if is_healthy(state_dir):
-            log(f"already up and healthy ({state_dir})")
+            try:
+                fresh = node.import_images(state_dir, image_archives())
+            except node.NodeError as e:
+                raise ClusterError(str(e)) from None
+            log(f"already up and healthy ({state_dir}){'; imported the rebuilt ' + ', '.join(fresh) if fresh else ''}")
             return _info(state_dir)
         log(f"found an unhealthy or partial cluster in {state_dir}; stopping it first")
         down(state_dir)

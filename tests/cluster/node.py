@@ -287,14 +287,24 @@ def start_containerd(state_dir: Path, start: Starter, service_cidr: str) -> None
     _poll("start containerd", lambda: sock.exists() or f"no socket {sock}", 30)
 
 
-def import_images(state_dir: Path, archives: dict[str, Path]) -> None:
-    """Load the locally built images into the namespace the CRI (and so kubelet) uses."""
+def import_images(state_dir: Path, archives: dict[str, Path]) -> list[str]:
+    """Load the locally built images into the namespace the CRI (and so kubelet) uses, each
+    only if its archive (named by a hash of its inputs) is not the one imported last; returns
+    the names imported. So a cluster that is reused after a code change runs the new images."""
     sock = str(containerd_socket(state_dir))
+    imported = dict(_read_host(state_dir).get("images") or {})
+    done = []
     for name in IMAGES:
         archive = archives.get(name)
         if archive is None or not archive.is_file():
             raise NodeError(f"step 'import images': no archive of {name}; run `make images` (scripts/build-images.sh)")
+        if imported.get(name) == str(archive):
+            continue
         _run("import images", "ctr", "--address", sock, "--namespace", "k8s.io", "images", "import", str(archive))
+        imported[name] = str(archive)
+        _update_host(state_dir, images=imported)
+        done.append(name)
+    return done
 
 
 # --- kubelet and kube-proxy ----------------------------------------------------------------

@@ -5,14 +5,13 @@ and a Canary ModelDeployment whose Pods run the real server image on the cluster
 (no kwok placement), serving scikit-learn models trained here and fetched from this host
 (``model_store``). Traffic goes from the host to the Service's ClusterIP on fresh connections,
 so kube-proxy splits it by the Pods' replica ratio: the test never chooses which model
-answers. Debian's Prometheus runs on the host and scrapes the Pods every second with the job
-in docs/prometheus-scrape-config.yaml (the chart PodMonitor's equivalent; the last test here
-checks the two agree). One substitution, because Debian builds Prometheus without Kubernetes
-service discovery: the job's ``kubernetes_sd_configs`` (role pod) becomes ``http_sd_configs``
-on tests.analysis.parts.PodDiscovery, which lists the test namespace's Pods from the API
-server each second and presents them as role-pod discovery would; the job's relabelling then
-keeps and labels the targets as written. Every verdict below is the operator's own analysis
-of what those Pods really served:
+answers. Prometheus runs on the host (upstream's, built with Kubernetes service discovery by
+tests/cluster/build-tools.sh) and scrapes the Pods every second with the job in
+docs/prometheus-scrape-config.yaml (the chart PodMonitor's equivalent; the last test here
+checks the two agree), as written save for what a Prometheus outside the cluster adds to its
+discovery: the cluster's kubeconfig and the test namespace. Its role-pod discovery watches
+that namespace's Pods on the API server, and its relabelling keeps and labels them. Every
+verdict below is the operator's own analysis of what those Pods really served:
 
 - a good canary is promoted;
 - a canary whose model raises on a category it never saw (a scikit-learn OneHotEncoder,
@@ -35,7 +34,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.analysis.parts import SCRAPE_CONFIG, PodDiscovery, Prometheus, ServiceLoad, pod_scrape_job
+from tests.analysis.parts import SCRAPE_CONFIG, Prometheus, ServiceLoad, pod_scrape_job
 from tests.e2e.conftest import start_operator
 from tests.e2e.operator_helpers import apply, events_of, plugin, stable_version_is, status_of
 from tests.e2e.real_node import REAL_NODE, SERVER_IMAGE, ModelStore, cluster_ip, infer, real_manifest
@@ -159,9 +158,7 @@ def rig(
     def build(canary: str, rate: float = RATE) -> Rig:
         workdir = tmp_path / "prometheus"
         workdir.mkdir()
-        discovery = PodDiscovery(kubeconfig, namespace, workdir)
-        started.callback(discovery.close)
-        prometheus = Prometheus(workdir, [pod_scrape_job(discovery)])
+        prometheus = Prometheus(workdir, [pod_scrape_job(kubeconfig, namespace)])
         started.callback(prometheus.stop)
         prometheus.start()
         operator = start_operator(
@@ -202,21 +199,55 @@ def degraded_with(r: Rig, reason: str):
     return check
 
 
-def test_good_canary_is_promoted_on_passing_analysis(kubectl, kubeconfig, rig):
-    r = rig("good")
-    # Prometheus found the Pod itself, and labelled it as the chart's PodMonitor would.
-    (pod,) = get_json(kubectl, "pods", "-n", r.namespace, "-l", f"modelroll.io/name={NAME}")["items"]
-    (target,) = r.prometheus.active_targets()
-    assert pod["spec"]["nodeName"] == REAL_NODE
-    assert target["health"] == "up" and target["scrapeUrl"] == f"http://{pod['status']['podIP']}:8080/metrics"
+def model_pods(kubectl, namespace: str) -> dict[str, dict]:
+    """The namespace's model Pods that have an IP and have not finished, by name: what the
+    scrape job's discovery and relabelling should turn into targets."""
+    pods = get_json(kubectl, "pods", "-n", namespace, "-l", "app.kubernetes.io/managed-by=modelroll")["items"]
+    return {
+        p["metadata"]["name"]: p
+        for p in pods
+        if p["status"].get("podIP") and p["status"].get("phase") not in ("Failed", "Succeeded")
+    }
+
+
+def targets_are_the_pods(r: Rig) -> dict[str, tuple[dict, dict]] | None:
+    """{Pod name: (Pod, target)} when the targets Prometheus discovered are exactly the
+    namespace's model Pods (same names, UIDs and IPs), else None (discovery not caught up)."""
+    pods = model_pods(r.kubectl, r.namespace)
+    targets = {t["discoveredLabels"].get("__meta_kubernetes_pod_name"): t for t in r.prometheus.active_targets()}
+    meta = ("__meta_kubernetes_pod_uid", "__meta_kubernetes_pod_ip")
+    seen = {(name, *(t["discoveredLabels"].get(k) for k in meta)) for name, t in targets.items()}
+    if seen != {(name, p["metadata"]["uid"], p["status"]["podIP"]) for name, p in pods.items()}:
+        return None
+    return {name: (pods[name], targets[name]) for name in pods}
+
+
+def assert_scraped_as_the_podmonitor_would(pod: dict, target: dict, namespace: str) -> None:
+    """The target Prometheus' role-pod discovery made of ``pod``, after the job's relabelling."""
+    assert target["scrapeUrl"] == f"http://{pod['status']['podIP']}:8080/metrics", target
+    found = target["discoveredLabels"]
+    assert found["__meta_kubernetes_namespace"] == namespace and found["__meta_kubernetes_pod_node_name"] == REAL_NODE
+    assert found["__meta_kubernetes_pod_container_port_name"] == "http", found
+    assert found["__meta_kubernetes_pod_label_modelroll_io_track"] == pod["metadata"]["labels"]["modelroll.io/track"]
     labels = target["labels"]
     assert {k: labels.get(k) for k in ("namespace", "pod", "container", "endpoint", "job")} == {
-        "namespace": r.namespace,
+        "namespace": namespace,
         "pod": pod["metadata"]["name"],
         "container": "server",
         "endpoint": "http",
         "job": "modelroll-models",
     }
+
+
+def test_good_canary_is_promoted_on_passing_analysis(kubectl, kubeconfig, rig):
+    r = rig("good")
+    # Prometheus' own Kubernetes discovery found the Pod on the real node, and the job
+    # labelled it as the chart's PodMonitor would.
+    found = wait_for(lambda: targets_are_the_pods(r), timeout=30, message=r.describe)
+    ((pod, target),) = found.values()
+    assert pod["spec"]["nodeName"] == REAL_NODE and pod["metadata"]["labels"]["modelroll.io/name"] == NAME
+    assert target["health"] == "up"
+    assert_scraped_as_the_podmonitor_would(pod, target, r.namespace)
 
     r.roll_out()
     status = wait_for(stable_version_is(kubectl, r.namespace, NAME, "v2"), timeout=READY_TIMEOUT, message=r.describe)
@@ -233,6 +264,17 @@ def test_good_canary_is_promoted_on_passing_analysis(kubectl, kubeconfig, rig):
     assert r.load is not None and r.load.versions["v1"] > 0 and r.load.versions["v2"] > 0, r.load.versions
     counted = served_by_track(r.prometheus, r.namespace)
     assert counted.get(("stable", "v1"), 0) > 0 and counted.get(("canary", "v2"), 0) >= MIN_SAMPLES, counted
+
+    # Discovery followed the Pods through the rollout: once the v1 and canary Pods are gone,
+    # the one target is the stable Pod the promotion started.
+    def one_new_stable_pod():
+        found = targets_are_the_pods(r)
+        return found and len(found) == 1 and found
+
+    ((pod, target),) = wait_for(one_new_stable_pod, timeout=READY_TIMEOUT, message=r.describe).values()
+    assert pod["metadata"]["labels"]["modelroll.io/track"] == "stable"
+    assert pod["metadata"]["labels"]["modelroll.io/revision"] == status["stable"]["revision"]
+    assert_scraped_as_the_podmonitor_would(pod, target, r.namespace)
 
 
 def test_canary_failing_on_part_of_the_input_is_rolled_back_on_error_rate(kubectl, rig):
