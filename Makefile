@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: venv cluster-tools images cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator chart-crds chart-lint
+.PHONY: venv cluster-tools host-packages images cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator chart-crds chart-lint
 
 venv:
 	@scripts/bootstrap-python.sh
