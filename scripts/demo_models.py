@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -129,8 +130,7 @@ def main() -> int:
                 store(uri, data, args.volume, s3)
                 patch = {"spec": {"model": {"uri": uri, "digest": digest, "version": nxt}}}
                 print(
-                    "kubectl patch mdep fraud-canary -n modelroll-demo --type merge -p "
-                    f"'{yaml.safe_dump(patch, default_flow_style=True, width=1000).strip()}'",
+                    f"kubectl patch mdep fraud-canary -n modelroll-demo --type merge -p '{json.dumps(patch)}'",
                     file=sys.stderr,
                 )
     yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)

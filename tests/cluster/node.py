@@ -543,8 +543,9 @@ def teardown(state_dir: Path, stop: Callable[[str], None] | None = None, bin_dir
         _kill_cgroup_processes()
     if host.get("containerd"):
         _unmount_under(node_dir(state_dir))
-        with contextlib.suppress(OSError):
-            containerd_socket(state_dir).unlink()
+        for sock in (containerd_socket(state_dir), Path(f"{containerd_socket(state_dir)}.ttrpc")):
+            with contextlib.suppress(OSError):
+                sock.unlink()
     if host.get("kube_proxy") or host.get("kubelet") or host.get("network"):
         _remove_chains()
     if host.get("network"):
@@ -585,4 +586,5 @@ def leftovers(state_dir: Path) -> list[str]:
             found.append(f"mount {line.split()[4]}")
     found += [f"cgroup {h / CGROUP_ROOT}" for h in Path("/sys/fs/cgroup").iterdir() if (h / CGROUP_ROOT).exists()]
     found += [f"containerd shim pid {p}" for p in _shim_pids(state_dir)]
+    found += [f"socket {p}" for p in Path("/run").glob(f"{containerd_socket(state_dir).name}*")]
     return found
