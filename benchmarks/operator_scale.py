@@ -9,6 +9,7 @@ Measures, in one run:
 
 Usage: .venv/bin/python benchmarks/operator_scale.py [--small N] [--large N] [--latency-samples N]
 Run it with `make bench-operator`. It starts its own operator process and cleans up its namespaces.
+Its Pods are kwok fakes on kwok's tainted nodes (1,000 real model Pods would not fit this machine).
 """
 
 from __future__ import annotations

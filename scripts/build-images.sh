@@ -47,7 +47,7 @@ app_key() {  # app_key DIR: the hash of <DIR>/Dockerfile's image
   local dir=$1
   {
     echo "$RECIPE base=$base_key"
-    tree_digest "$dir/Dockerfile" "$dir/Dockerfile.dockerignore" pyproject.toml README.md \
+    tree_digest "$dir/Dockerfile" "$dir/Dockerfile.dockerignore" pyproject.toml \
       common/src "$dir/src"
   } | sha
 }

@@ -146,7 +146,7 @@ def recorded_sysctls(state_dir: Path) -> dict[str, str]:
 
 
 def preflight(bin_dir: Path) -> None:
-    """Everything the real node needs, or a ClusterError-worthy message naming what is missing."""
+    """Refuse to start without root or anything the real node runs, naming what is missing."""
     if os.geteuid() != 0:
         raise NodeError("step 'real node preflight': the real node needs root (containerd, kubelet, iptables)")
     missing = [str(bin_dir / b) for b in ("kubelet", "kube-proxy", "crictl") if not os.access(bin_dir / b, os.X_OK)]
@@ -159,7 +159,7 @@ def preflight(bin_dir: Path) -> None:
     if missing:
         raise NodeError(
             f"step 'real node preflight': missing {', '.join(missing)}; run `make cluster-tools` "
-            "(kubelet, kube-proxy, crictl) and scripts/install-node-runtime.sh (containerd, runc, CNI plugins)"
+            "(kubelet, kube-proxy, crictl) and `make host-packages` (containerd, runc, CNI plugins, iptables)"
         )
 
 
@@ -206,10 +206,15 @@ def create_network(state_dir: Path, sink_ranges: tuple[str, ...]) -> None:
     _run(step, "ip", "link", "set", SINK, "up")
     for cidr in sink_ranges:
         _run(step, "ip", "route", "replace", cidr, "dev", SINK, "src", GATEWAY)
-    _run(step, "iptables", "-t", "mangle", "-N", MANGLE_CHAIN)
+    # Idempotent: a cluster whose state was deleted by hand may have left the chain behind.
+    jump = ("FORWARD", "-s", POD_CIDR, "-j", MANGLE_CHAIN)
+    while _run(step, "iptables", "-t", "mangle", "-D", *jump, check=False).returncode == 0:
+        pass
+    _run(step, "iptables", "-t", "mangle", "-N", MANGLE_CHAIN, check=False)
+    _run(step, "iptables", "-t", "mangle", "-F", MANGLE_CHAIN)
     _run(step, "iptables", "-t", "mangle", "-A", MANGLE_CHAIN, "-d", POD_CIDR, "-j", "RETURN")
     _run(step, "iptables", "-t", "mangle", "-A", MANGLE_CHAIN, "-j", "DROP")
-    _run(step, "iptables", "-t", "mangle", "-I", "FORWARD", "1", "-s", POD_CIDR, "-j", MANGLE_CHAIN)
+    _run(step, "iptables", "-t", "mangle", "-I", jump[0], "1", *jump[1:])
     # Forwarding for the Pod bridge only matters to Pods; br_netfilter makes bridged Pod-to-Pod
     # traffic pass iptables, so a Service's DNAT is undone on the reply.
     for name in ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables"):
@@ -283,6 +288,7 @@ def start_containerd(state_dir: Path, start: Starter, service_cidr: str) -> None
     (nd / "containerd.toml").write_text(_containerd_config(state_dir))
     _update_host(state_dir, containerd=True)
     sock = containerd_socket(state_dir)
+    sock.unlink(missing_ok=True)  # a crashed run's: its existence must mean this containerd is up
     start("containerd", ["containerd", "--config", str(nd / "containerd.toml"), "--log-level", "warn"])
     _poll("start containerd", lambda: sock.exists() or f"no socket {sock}", 30)
 

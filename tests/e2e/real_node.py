@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ import numpy as np
 import requests
 import yaml
 
-from tests.helpers import Kubectl, get_json
+from tests.helpers import Kubectl, get_json, wait_for
 
 SERVER_IMAGE = "localhost/modelroll-server:dev"
 OPERATOR_IMAGE = "localhost/modelroll-operator:dev"
@@ -164,3 +165,47 @@ class ServiceTraffic:
         if self._thread is not None:
             self._thread.join(timeout=15)
         return self
+
+
+def ready_endpoint_ips(kubectl: Kubectl, namespace: str, service: str) -> set[str]:
+    """The addresses the control plane says the Service routes to (its ready endpoints)."""
+    slices = get_json(kubectl, "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}")
+    return {
+        address
+        for s in slices["items"]
+        for ep in s.get("endpoints") or []
+        if (ep.get("conditions") or {}).get("ready")
+        for address in ep.get("addresses", [])
+    }
+
+
+def proxied_ips(namespace: str, service: str) -> set[str]:
+    """The Pod addresses kube-proxy's rules on this node send the Service's traffic to (it
+    comments each endpoint rule "NS/NAME:PORT -> IP:PORT")."""
+    rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True).stdout
+    marker = f'--comment "{namespace}/{service}:http -> '
+    return {
+        line.split(marker, 1)[1].split(":", 1)[0]
+        for line in rules.splitlines()
+        if line.startswith("-A KUBE-SVC-") and marker in line and "-j KUBE-SEP-" in line
+    }
+
+
+def wait_until_proxied(kubectl: Kubectl, namespace: str, service: str, timeout: float = 60) -> set[str]:
+    """Wait until the data plane routes the Service to exactly its ready endpoints. kube-proxy
+    programs a change a moment after the EndpointSlice has it, as on any cluster; a client
+    measuring a split (or calling a brand-new Service) waits for that, not just for status."""
+
+    def in_sync() -> set[str] | None:
+        want = ready_endpoint_ips(kubectl, namespace, service)
+        return want if want and proxied_ips(namespace, service) == want else None
+
+    return wait_for(
+        in_sync,
+        timeout=timeout,
+        message=lambda: (
+            f"kube-proxy rules of {namespace}/{service} "
+            f"{sorted(proxied_ips(namespace, service))} = ready endpoints "
+            f"{sorted(ready_endpoint_ips(kubectl, namespace, service))}"
+        ),
+    )

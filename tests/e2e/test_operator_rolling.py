@@ -1,4 +1,8 @@
-"""The operator against a real API server: create, roll, fail, scale, resync, delete."""
+"""The operator against a real API server: create, roll, fail, scale, resync, delete.
+
+The Pods here are kwok fakes on the tainted kwok nodes (fake model URIs, failures steered by
+kwok labels): these tests are about the operator's decisions. Models really serving on the
+real node are tests/e2e/test_real_node.py."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from tests.e2e.real_node import (
     cluster_ip,
     infer,
     real_manifest,
+    wait_until_proxied,
 )
 from tests.helpers import get_json, wait_for
 
@@ -58,6 +59,7 @@ def serve(kubectl, namespace, model_store, trained, name, version="v1", replicas
         timeout=READY_TIMEOUT,
         message=lambda: f"{name} Healthy at {version}; status {status_of(kubectl, namespace, name)}",
     )
+    wait_until_proxied(kubectl, namespace, name)
     return cluster_ip(kubectl, namespace, name)
 
 
@@ -204,6 +206,8 @@ def test_canary_at_half_weight_splits_fresh_connections_by_replica_ratio(
         message=lambda: f"weights 50/50; status {status_of(kubectl, namespace, 'split')}",
     )
     assert status["phase"] == "Paused"
+    endpoints = wait_until_proxied(kubectl, namespace, "split")
+    assert len(endpoints) == 4  # 2 stable + 2 canary: the 50/50 split status reports
 
     n = 400
     versions = [infer(address, "split", rows[i % len(rows) : i % len(rows) + 1])["model_version"] for i in range(n)]
