@@ -119,7 +119,8 @@ request='{"id": "demo-1", "inputs": [{"name": "x", "shape": [1, 8], "datatype": 
 echo
 echo "demo: a prediction through Service fraud ($ip):"
 echo "  curl -s http://$ip/v2/models/fraud/infer -d '$request'"
-curl -fsS "http://$ip/v2/models/fraud/infer" -d "$request"
+# kube-proxy programs a Service a moment after its Pods turn Ready: retry while it is refused.
+curl -fsS --retry 30 --retry-connrefused --retry-delay 1 "http://$ip/v2/models/fraud/infer" -d "$request"
 echo
 background traffic $PY scripts/demo_traffic.py "$(kubectl get service fraud-canary -n "$NS" \
   -o jsonpath='{.spec.clusterIP}')" fraud-canary --features 8 --rate 40 --seconds 1800
