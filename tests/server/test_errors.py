@@ -169,3 +169,21 @@ def test_server_survives_all_of_it(lr_server, models):
     r = lr_server.infer(models.X[:1])
     assert r.status_code == 200
     assert lr_server.proc.poll() is None
+
+
+def test_json_nested_too_deep_is_a_400_not_a_500(lr_server):
+    """2 KB of brackets must not count as a model failure (it would inflate a canary's error rate)."""
+    for depth in (1_100, 5_000):
+        body = b'{"inputs": ' + b"[" * depth + b"]" * depth + b"}"
+        r = lr_server.post("/v2/models/lr/infer", data=body, headers={"content-type": "application/json"})
+        assert_error(r, 400, "malformed JSON", "nested")
+
+
+@pytest.mark.parametrize(
+    "datatype, value",
+    [("INT64", 2**63), ("INT64", -(2**63) - 1), ("INT32", 2**31), ("UINT8", 256), ("FP32", 1e39), ("FP32", -1e39)],
+)
+def test_values_out_of_range_for_the_datatype_are_refused_naming_the_input(lr_server, datatype, value):
+    """Never wrapped (INT64 2**63 became -2**63) nor overflowed to infinity silently."""
+    r = lr_server.post("/v2/models/lr/infer", json=v2([value] + [1] * 19, [1, 20], datatype))
+    assert_error(r, 400, "'x'", "out of range", datatype)

@@ -34,6 +34,7 @@ _DATATYPES: dict[str, Any] = {
     "FP64": np.float64,
 }
 _NUMERIC_KINDS = frozenset("biuf")
+_EXACT_FLOAT_INTS = 2.0**53  # every integer below this is exact in a float64
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -44,6 +45,9 @@ def loads(body: bytes) -> Any:
     except orjson.JSONDecodeError as e:
         try:
             return json.loads(body)
+        except RecursionError:
+            # orjson stops at 1024 levels; the fallback parser at the interpreter's limit.
+            raise InvalidInput("malformed JSON: nested too deeply") from None
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput(f"malformed JSON: {e}") from None
 
@@ -96,12 +100,23 @@ def _cast(arr: np.ndarray, datatype: str, name: str) -> np.ndarray:
     if datatype[0] in "IU":
         if kind == "f" and (not np.isfinite(arr).all() or not (arr == np.floor(arr)).all()):
             raise InvalidInput(f"input {name!r}: datatype {datatype} but data is not integral")
+        if kind == "f" and arr.size and np.abs(arr).max() >= _EXACT_FLOAT_INTS:
+            # The JSON parser turns an integer beyond 64 bits into a float, and numpy turns a
+            # row mixing 2**63 with small ints into floats: such a value is no longer exact.
+            raise InvalidInput(f"input {name!r}: values out of range for {datatype} (not exact as sent)")
         if kind in "fiu" and arr.size:
             info = np.iinfo(target)
-            if arr.min() < info.min or arr.max() > info.max:
+            # Compared as Python ints: numpy compares uint64 2**63 with int64's max as floats,
+            # which are equal, and the cast would then wrap it to -2**63.
+            if int(arr.min()) < info.min or int(arr.max()) > info.max:
                 raise InvalidInput(f"input {name!r}: values out of range for {datatype}")
         return arr.astype(target)
     if datatype != "FP64" and kind != "b":
+        if kind == "f" and datatype[:2] == "FP" and arr.size:
+            # A finite value beyond the datatype's range would become infinity in the cast.
+            finite = arr[np.isfinite(arr)]
+            if finite.size and np.abs(finite).max() > np.finfo(target).max:
+                raise InvalidInput(f"input {name!r}: values out of range for {datatype}")
         return arr.astype(target).astype(np.float64)
     return arr
 
