@@ -34,9 +34,11 @@ from lightkube.resources.core_v1 import Namespace, Node, Service
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.cluster import launcher  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests" / "cluster"))  # launcher imports its sibling node.py
+import launcher  # noqa: E402
+
 from tests.e2e.operator_helpers import scrape, total  # noqa: E402
-from tests.helpers import KWOK_NODE_SELECTOR, KWOK_TAINT, free_port, on_kwok  # noqa: E402
+from tests.helpers import free_port, on_kwok  # noqa: E402
 
 WRITES = "modelroll_operator_api_writes_total"
 MD = create_namespaced_resource("modelroll.io", "v1alpha1", "ModelDeployment", "modeldeployments")
@@ -69,25 +71,7 @@ async def ensure_capacity(client: AsyncClient, pods: int) -> None:
     """Extra kwok nodes so the large run's Pods fit (each fake node takes 110 Pods by default),
     labelled and tainted like the launcher's kwok nodes so the same placement reaches them."""
     for i in range(pods // 500 + 1):
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": f"bench-node-{i}",
-                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {
-                    **KWOK_NODE_SELECTOR,
-                    "kubernetes.io/hostname": f"bench-node-{i}",
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                },
-            },
-            "spec": {"taints": [KWOK_TAINT]},
-            "status": {
-                "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "500"},
-                "capacity": {"cpu": "1000", "memory": "4Ti", "pods": "500"},
-            },
-        }
+        node = launcher.kwok_node(f"bench-node-{i}", {"cpu": "1000", "memory": "4Ti", "pods": "500"})
         await client.apply(codecs.from_dict(node), field_manager="bench", force=True)
     for i in range(pods // 500 + 1):
         # kwok marks a node Ready after it is created; wait for that before scheduling onto it

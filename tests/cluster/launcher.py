@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -48,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from tests.helpers import KWOK_TAINT  # noqa: E402 - the one owner of the kwok placement
+from tests.helpers import KWOK_NODE_SELECTOR, KWOK_TAINT  # noqa: E402 - the one owner of the kwok placement
 
 DEFAULT_STATE_DIR = REPO / ".devcluster"
 BUILD_SCRIPT = HERE / "build-tools.sh"
@@ -63,7 +64,7 @@ FIRST_SERVICE_IP = "10.96.0.1"
 # the real node's sink, so a Service translated to a fake Pod goes nowhere.
 KWOK_POD_CIDR = "10.244.0.1/16"
 KWOK_NODE_IP = "10.243.0.1"
-SINK_RANGES = (SERVICE_CIDR, "10.244.0.0/16", f"{KWOK_NODE_IP}/32")
+SINK_RANGES = (SERVICE_CIDR, str(ipaddress.ip_network(KWOK_POD_CIDR, strict=False)), f"{KWOK_NODE_IP}/32")
 # Order matters: started in this order, stopped in reverse.
 COMPONENTS = (
     "etcd",
@@ -75,7 +76,6 @@ COMPONENTS = (
     "kubelet",
     "kube-proxy",
 )
-NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
 READY_TIMEOUT = 120.0
 MARKER = ".modelroll-devcluster"
 
@@ -121,7 +121,7 @@ def require_binaries() -> Path:
             "run `make cluster-tools` (tests/cluster/build-tools.sh) first"
         )
     try:
-        node.preflight(bdir)
+        node.preflight()
     except node.NodeError as e:
         raise ClusterError(str(e)) from None
     return bdir
@@ -423,7 +423,7 @@ def _check(state_dir: Path) -> list[str]:
         problems.append(f"{len(ready - {node.NODE_NAME})}/{KWOK_NODE_COUNT} kwok nodes Ready")
     if node.GATEWAY not in _api_endpoints(server, ctx):
         problems.append(f"Service default/kubernetes has no endpoint {node.GATEWAY} yet")
-    if node.proxy_ready() is not True:
+    if not node.proxy_ready():
         problems.append("kube-proxy has not programmed the Service rules yet")
     if _api_json(server, ctx, "/api/v1/namespaces/default/serviceaccounts/default") is None:
         problems.append("ServiceAccount default/default does not exist yet")
@@ -514,7 +514,7 @@ def _up(state_dir: Path, bdir: Path, archives: dict[str, Path], timeout: float, 
 
     log(f"step 'create the Pod network' ({node.BRIDGE} {node.POD_CIDR}, sink {node.SINK})")
     try:
-        node.claim_host(state_dir, alive=lambda other: bool(_read_pids(other)) and not _dead(other))
+        node.claim_host(state_dir, alive=lambda other: not _dead(other))
         node.create_network(state_dir, SINK_RANGES)
     except node.NodeError as e:
         raise ClusterError(str(e)) from None
@@ -672,8 +672,9 @@ def _up(state_dir: Path, bdir: Path, archives: dict[str, Path], timeout: float, 
     _wait(state_dir, "wait until healthy", healthy, timeout)
 
 
-def _node_manifest(i: int) -> dict[str, object]:
-    name = f"kwok-node-{i}"
+def kwok_node(name: str, allocatable: dict[str, str], labels: dict[str, str] | None = None) -> dict[str, object]:
+    """A Node kwok plays: annotated for kwok, labelled and tainted with the kwok placement
+    (tests.helpers), so only Pods that ask for a fake node land on it."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -684,15 +685,12 @@ def _node_manifest(i: int) -> dict[str, object]:
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
-                "type": "kwok",
-                "topology.kubernetes.io/zone": f"zone-{i % 3}",
+                **KWOK_NODE_SELECTOR,
+                **(labels or {}),
             },
         },
         "spec": {"taints": [KWOK_TAINT]},
-        "status": {
-            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-        },
+        "status": {"allocatable": allocatable, "capacity": allocatable},
     }
 
 
@@ -700,7 +698,14 @@ def _create_nodes(state_dir: Path) -> None:
     manifest = {
         "apiVersion": "v1",
         "kind": "List",
-        "items": [_node_manifest(i) for i in range(KWOK_NODE_COUNT)],
+        "items": [
+            kwok_node(
+                f"kwok-node-{i}",
+                {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                {"topology.kubernetes.io/zone": f"zone-{i % 3}"},
+            )
+            for i in range(KWOK_NODE_COUNT)
+        ],
     }
     proc = subprocess.run(
         ["kubectl", "--kubeconfig", str(state_dir / "admin.kubeconfig"), "apply", "-f", "-"],

@@ -83,9 +83,9 @@ def _log(msg: str) -> None:
     print(f"cluster: {msg}", flush=True, file=sys.stderr)
 
 
-def _run(step: str, *argv: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run(step: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=120)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     except FileNotFoundError:
         raise NodeError(f"step '{step}': {argv[0]} is not installed") from None
     if check and proc.returncode != 0:
@@ -145,11 +145,12 @@ def recorded_sysctls(state_dir: Path) -> dict[str, str]:
     return dict(_read_host(state_dir).get("sysctls") or {})
 
 
-def preflight(bin_dir: Path) -> None:
-    """Refuse to start without root or anything the real node runs, naming what is missing."""
+def preflight() -> None:
+    """Refuse to start without root or the host's parts of the real node (the built binaries
+    are the launcher's `require_binaries`), naming what is missing."""
     if os.geteuid() != 0:
         raise NodeError("step 'real node preflight': the real node needs root (containerd, kubelet, iptables)")
-    missing = [str(bin_dir / b) for b in ("kubelet", "kube-proxy", "crictl") if not os.access(bin_dir / b, os.X_OK)]
+    missing = []
     for cmd in ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "iptables", "ip6tables", "conntrack"):
         if not any(os.access(Path(d) / cmd, os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep)):
             missing.append(cmd)
@@ -158,8 +159,8 @@ def preflight(bin_dir: Path) -> None:
             missing.append(str(CNI_BIN_DIR / plugin))
     if missing:
         raise NodeError(
-            f"step 'real node preflight': missing {', '.join(missing)}; run `make cluster-tools` "
-            "(kubelet, kube-proxy, crictl) and `make host-packages` (containerd, runc, CNI plugins, iptables)"
+            f"step 'real node preflight': missing {', '.join(missing)}; "
+            "run `make host-packages` (containerd, runc, CNI plugins, iptables, conntrack)"
         )
 
 
@@ -420,10 +421,9 @@ def start_kube_proxy(state_dir: Path, start: Starter, bin_dir: Path, free_port: 
     )
 
 
-def proxy_ready() -> bool | str:
+def proxy_ready() -> bool:
     """kube-proxy has programmed the Service rules (its chain exists in the nat table)."""
-    proc = _run("wait for kube-proxy", "iptables", "-t", "nat", "-S", "KUBE-SERVICES", check=False)
-    return proc.returncode == 0 or "KUBE-SERVICES not there yet"
+    return _run("wait for kube-proxy", "iptables", "-t", "nat", "-S", "KUBE-SERVICES", check=False).returncode == 0
 
 
 # --- teardown ------------------------------------------------------------------------------
@@ -473,15 +473,17 @@ def kill_shims(state_dir: Path) -> None:
     _poll("stop containerd shims", lambda: not _shim_pids(state_dir) or "shims still running", 10)
 
 
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points at or below `root` (mountinfo escapes spaces and such as octal)."""
+    prefix = str(root.resolve())
+    mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+    points = {line.split()[4].encode().decode("unicode_escape") for line in mountinfo}
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
 def _unmount_under(root: Path) -> None:
     """Unmount everything mounted at or below `root`, deepest first."""
-    prefix = str(root.resolve())
-    mounts = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].encode().decode("unicode_escape")
-        if point == prefix or point.startswith(prefix + "/"):
-            mounts.append(point)
-    for point in sorted(set(mounts), key=len, reverse=True):
+    for point in sorted(_mounts_under(root), key=len, reverse=True):
         proc = subprocess.run(["umount", point], capture_output=True, text=True)
         if proc.returncode != 0:
             subprocess.run(["umount", "-l", point], capture_output=True)
@@ -497,12 +499,14 @@ def _kill_cgroup_processes() -> None:
                     os.kill(int(pid), 9)
 
 
-def _remove_cgroups() -> None:
+def _cgroup_roots() -> list[Path]:
+    """The node's cgroup root in every hierarchy where it exists."""
     base = Path("/sys/fs/cgroup")
-    for hierarchy in base.iterdir() if base.is_dir() else []:
-        root = hierarchy / CGROUP_ROOT
-        if not root.is_dir():
-            continue
+    return [h / CGROUP_ROOT for h in base.iterdir() if (h / CGROUP_ROOT).is_dir()] if base.is_dir() else []
+
+
+def _remove_cgroups() -> None:
+    for root in _cgroup_roots():
         # rmdir children before parents; a cgroup dir holds only pseudo-files.
         for path in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
@@ -511,23 +515,32 @@ def _remove_cgroups() -> None:
             root.rmdir()
 
 
-def _remove_chains() -> None:
-    """The KUBE-* chains kube-proxy and kubelet made, and ours, in every table of both families."""
+def _node_chains() -> list[tuple[str, str, str, set[str]]]:
+    """(tool, table, its rules, the chains in it kube-proxy, kubelet or we made), for every
+    table of both families."""
+    found = []
     for tool in ("iptables", "ip6tables"):
         for table in ("filter", "nat", "mangle"):
-            rules = _run("remove iptables chains", f"{tool}-save", "-t", table, check=False).stdout
-            ours = {line.split()[0][1:] for line in rules.splitlines() if line.startswith(":")}
-            ours = {c for c in ours if c.startswith(("KUBE-", MANGLE_CHAIN))}
+            rules = _run("read iptables chains", f"{tool}-save", "-t", table, check=False).stdout
+            chains = {line.split()[0][1:] for line in rules.splitlines() if line.startswith(":")}
+            found.append((tool, table, rules, {c for c in chains if c.startswith(("KUBE-", MANGLE_CHAIN))}))
+    return found
+
+
+def _remove_chains() -> None:
+    """The KUBE-* chains kube-proxy and kubelet made, and ours."""
+    for tool, table, rules, ours in _node_chains():
+        if ours:
             for line in rules.splitlines():
                 parts = shlex.split(line)  # comments are quoted: "kubernetes forwarding rules"
                 # a jump from a built-in chain into one of ours
                 jump = line.startswith("-A ") and "-j" in parts and parts[parts.index("-j") + 1] in ours
                 if jump and parts[1] not in ours:
                     subprocess.run([tool, "-t", table, "-D", *parts[1:]], capture_output=True)
-            for chain in ours:
-                subprocess.run([tool, "-t", table, "-F", chain], capture_output=True)
-            for chain in ours:
-                subprocess.run([tool, "-t", table, "-X", chain], capture_output=True)
+        for chain in ours:
+            subprocess.run([tool, "-t", table, "-F", chain], capture_output=True)
+        for chain in ours:
+            subprocess.run([tool, "-t", table, "-X", chain], capture_output=True)
 
 
 def teardown(state_dir: Path, stop: Callable[[str], None] | None = None, bin_dir: Path | None = None) -> None:
@@ -581,16 +594,10 @@ def leftovers(state_dir: Path) -> list[str]:
     for name in (BRIDGE, SINK):
         if _link_exists(name):
             found.append(f"link {name}")
-    for tool in ("iptables", "ip6tables"):
-        for table in ("filter", "nat", "mangle"):
-            rules = _run("leftovers", f"{tool}-save", "-t", table, check=False).stdout
-            chains = [ln.split()[0][1:] for ln in rules.splitlines() if ln.startswith((":KUBE-", f":{MANGLE_CHAIN}"))]
-            found += [f"{tool} {table} chain {c}" for c in chains]
-    prefix = str(state_dir.resolve())
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        if line.split()[4].startswith(prefix):
-            found.append(f"mount {line.split()[4]}")
-    found += [f"cgroup {h / CGROUP_ROOT}" for h in Path("/sys/fs/cgroup").iterdir() if (h / CGROUP_ROOT).exists()]
+    for tool, table, _, chains in _node_chains():
+        found += [f"{tool} {table} chain {c}" for c in sorted(chains)]
+    found += [f"mount {p}" for p in _mounts_under(state_dir)]
+    found += [f"cgroup {root}" for root in _cgroup_roots()]
     found += [f"containerd shim pid {p}" for p in _shim_pids(state_dir)]
     found += [f"socket {p}" for p in Path("/run").glob(f"{containerd_socket(state_dir).name}*")]
     return found
