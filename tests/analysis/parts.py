@@ -1,5 +1,6 @@
 """Real parts for the analysis end-to-end tests: a Prometheus process that discovers the model
-Pods from the Kubernetes API, and a bounded traffic generator calling a Service (I/O).
+Pods from the Kubernetes API (I/O). Traffic through a Service is tests/e2e/real_node.py's
+ServiceLoad, shared with the real-node tests.
 
 Prometheus is upstream's, built from its Go module with Kubernetes service discovery compiled
 in by tests/cluster/build-tools.sh (`make cluster-tools`), never Debian's package: Debian
@@ -17,21 +18,14 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import threading
-import time
 import urllib.parse
 import urllib.request
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import launcher  # tests/cluster, on sys.path via tests/conftest.py
-import numpy as np
-import requests
 import yaml
 
-from tests.e2e.real_node import infer_body
 from tests.helpers import free_port, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,65 +128,3 @@ class Prometheus:
         """The targets service discovery found and relabelling kept, with their labels and health."""
         targets: list[dict[str, Any]] = self._get("/api/v1/targets", state="active")["activeTargets"]
         return targets
-
-
-@dataclass
-class ServiceLoad:
-    """Requests to a Service's ClusterIP from the host, ``rate`` a second in total from
-    ``threads`` threads, each on a fresh connection (kube-proxy picks an endpoint per
-    connection, so the split follows the ready Pods). Records every status code and which
-    model version answered. Bounded: it ends by itself after ``max_seconds``."""
-
-    address: str
-    name: str
-    rows: np.ndarray
-    rate: float
-    threads: int = 4
-    max_seconds: float = 300.0
-    codes: Counter[int] = field(default_factory=Counter)
-    versions: Counter[str] = field(default_factory=Counter)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _workers: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> ServiceLoad:
-        n = max(1, min(self.threads, int(self.rate) or 1))
-        for k in range(n):
-            worker = threading.Thread(target=self._run, args=(k, n), daemon=True)
-            worker.start()
-            self._workers.append(worker)
-        return self
-
-    def _run(self, k: int, n: int) -> None:
-        period = n / self.rate
-        deadline = time.monotonic() + self.max_seconds
-        due = time.monotonic() + period * k / n  # threads spread evenly over one period
-        i = k
-        while not self._stop.wait(max(due - time.monotonic(), 0.0)) and time.monotonic() < deadline:
-            due = max(due + period, time.monotonic())  # fallen behind: carry on, no burst
-            row = self.rows[i % len(self.rows)][None, :]
-            i += n
-            code, version = self._one(row)
-            with self._lock:
-                self.codes[code] += 1
-                if version:
-                    self.versions[version] += 1
-
-    def _one(self, row: np.ndarray) -> tuple[int, str | None]:
-        try:
-            resp = requests.post(
-                f"http://{self.address}/v2/models/{self.name}/infer",
-                json=infer_body(row),
-                headers={"Connection": "close"},
-                timeout=10,
-            )
-            version = resp.json().get("model_version") if resp.status_code == 200 else None
-        except (requests.RequestException, ValueError):
-            return 0, None  # no (readable) answer: counted under code 0
-        return resp.status_code, version
-
-    def stop(self) -> ServiceLoad:
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(timeout=15)
-        return self

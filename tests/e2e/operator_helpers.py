@@ -19,11 +19,10 @@ DIGESTS = {f"v{i}": "sha256:" + str(i) * 64 for i in range(1, 10)}
 STEPS = [{"setWeight": 20}, {"pause": {"duration": "4s"}}, {"setWeight": 50}, {"pause": {}}]
 
 
-def manifest(name: str, version: str = "v1", replicas: int = 2, kwok: bool = True, **spec: Any) -> str:
-    """A ModelDeployment of a fake model (its URI resolves nowhere), so by default its Pods go on
-    kwok's fake nodes (placement merged into any `server=` given); kwok=False leaves placement out."""
-    if kwok:
-        spec["server"] = on_kwok(spec.get("server"))
+def manifest(name: str, version: str = "v1", replicas: int = 2, **spec: Any) -> str:
+    """A ModelDeployment of a fake model (its URI resolves nowhere), so its Pods go on kwok's
+    fake nodes (placement merged into any `server=` given); real models: real_node.real_manifest."""
+    spec["server"] = on_kwok(spec.get("server"))
     body = {
         "apiVersion": "modelroll.io/v1alpha1",
         "kind": "ModelDeployment",
@@ -90,17 +89,20 @@ def plugin(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def ready_endpoints(kubectl, namespace: str, service: str) -> list[dict]:
+    """The ready endpoints of a Service's EndpointSlices."""
+    slices = get_json(kubectl, "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}")
+    return [ep for s in slices["items"] for ep in s.get("endpoints") or [] if (ep.get("conditions") or {}).get("ready")]
+
+
 def ready_endpoints_by_track(kubectl, namespace: str, service: str) -> dict[str, int]:
     """Ready endpoints of a Service's EndpointSlices, counted by the track of their Pod."""
-    slices = get_json(kubectl, "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}")
     pods = get_json(kubectl, "pods", "-n", namespace)["items"]
     track = {p["metadata"]["name"]: p["metadata"]["labels"].get("modelroll.io/track") for p in pods}
     counts: dict[str, int] = {}
-    for s in slices["items"]:
-        for ep in s.get("endpoints") or []:
-            if (ep.get("conditions") or {}).get("ready"):
-                t = track.get((ep.get("targetRef") or {}).get("name"), "?")
-                counts[t] = counts.get(t, 0) + 1
+    for ep in ready_endpoints(kubectl, namespace, service):
+        t = track.get((ep.get("targetRef") or {}).get("name"), "?")
+        counts[t] = counts.get(t, 0) + 1
     return counts
 
 

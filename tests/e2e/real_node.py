@@ -22,6 +22,7 @@ import numpy as np
 import requests
 import yaml
 
+from tests.e2e.operator_helpers import ready_endpoints
 from tests.helpers import Kubectl, get_json, wait_for
 
 SERVER_IMAGE = "localhost/modelroll-server:dev"
@@ -112,71 +113,93 @@ def infer_body(rows: np.ndarray, request_id: str | None = None) -> dict[str, Any
     return body
 
 
-def infer(address: str, name: str, rows: np.ndarray, request_id: str | None = None) -> dict[str, Any]:
-    """One V2 inference on a fresh connection (kube-proxy picks an endpoint per connection)."""
-    resp = requests.post(
+def post_infer(address: str, name: str, rows: np.ndarray, request_id: str | None = None) -> requests.Response:
+    """One V2 inference request on a fresh connection (kube-proxy picks an endpoint per connection)."""
+    return requests.post(
         f"http://{address}/v2/models/{name}/infer",
         json=infer_body(rows, request_id),
         headers={"Connection": "close"},
         timeout=10,
     )
+
+
+def infer(address: str, name: str, rows: np.ndarray, request_id: str | None = None) -> dict[str, Any]:
+    """One V2 inference that must succeed; its answer."""
+    resp = post_infer(address, name, rows, request_id)
     resp.raise_for_status()
     result: dict[str, Any] = resp.json()
     return result
 
 
 @dataclass
-class ServiceTraffic:
-    """Continuous requests to a Service from the host, each on a fresh connection, recording
-    every failure and which model version answered. Bounded: it ends by itself after
-    ``max_seconds``."""
+class ServiceLoad:
+    """Requests to a Service's ClusterIP from the host, ``rate`` a second in total from
+    ``threads`` threads, each on a fresh connection (kube-proxy picks an endpoint per
+    connection, so the split follows the ready Pods). Records every status code, which model
+    version answered, and a line for each request not answered 200. Bounded: it ends by itself
+    after ``max_seconds``."""
 
     address: str
     name: str
     rows: np.ndarray
+    rate: float
+    threads: int = 4
     max_seconds: float = 300.0
-    ok: int = 0
-    failures: list[str] = field(default_factory=list)
+    codes: Counter[int] = field(default_factory=Counter)
     versions: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _workers: list[threading.Thread] = field(default_factory=list)
 
-    def start(self) -> ServiceTraffic:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+    def start(self) -> ServiceLoad:
+        n = max(1, min(self.threads, int(self.rate) or 1))
+        for k in range(n):
+            worker = threading.Thread(target=self._run, args=(k, n), daemon=True)
+            worker.start()
+            self._workers.append(worker)
         return self
 
-    def _run(self) -> None:
+    def _run(self, k: int, n: int) -> None:
+        period = n / self.rate
         deadline = time.monotonic() + self.max_seconds
-        i = 0
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            row = self.rows[i % len(self.rows) : i % len(self.rows) + 1]
-            i += 1
-            try:
-                answer = infer(self.address, self.name, row)
-                self.versions[answer["model_version"]] += 1
-                self.ok += 1
-            except (requests.RequestException, ValueError, KeyError) as e:
-                self.failures.append(f"{time.strftime('%H:%M:%S')} {type(e).__name__}: {e}")
-            self._stop.wait(0.01)  # pacing: about 50 requests a second on this machine
+        due = time.monotonic() + period * k / n  # threads spread evenly over one period
+        i = k
+        while not self._stop.wait(max(due - time.monotonic(), 0.0)) and time.monotonic() < deadline:
+            due = max(due + period, time.monotonic())  # fallen behind: carry on, no burst
+            row = self.rows[i % len(self.rows)][None, :]
+            i += n
+            code, version, failure = self._one(row)
+            with self._lock:
+                self.codes[code] += 1
+                if version:
+                    self.versions[version] += 1
+                if failure:
+                    self.failures.append(f"{time.strftime('%H:%M:%S')} {failure}")
 
-    def stop(self) -> ServiceTraffic:
+    @property
+    def ok(self) -> int:
+        return self.codes[200]
+
+    def _one(self, row: np.ndarray) -> tuple[int, str | None, str | None]:
+        try:
+            resp = post_infer(self.address, self.name, row)
+            if resp.status_code != 200:
+                return resp.status_code, None, f"{resp.status_code}: {resp.text[:200]}"
+            return 200, resp.json()["model_version"], None
+        except (requests.RequestException, ValueError, KeyError) as e:
+            return 0, None, f"{type(e).__name__}: {e}"  # no (readable) answer: code 0
+
+    def stop(self) -> ServiceLoad:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
+        for worker in self._workers:
+            worker.join(timeout=15)
         return self
 
 
 def ready_endpoint_ips(kubectl: Kubectl, namespace: str, service: str) -> set[str]:
     """The addresses the control plane says the Service routes to (its ready endpoints)."""
-    slices = get_json(kubectl, "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}")
-    return {
-        address
-        for s in slices["items"]
-        for ep in s.get("endpoints") or []
-        if (ep.get("conditions") or {}).get("ready")
-        for address in ep.get("addresses", [])
-    }
+    return {address for ep in ready_endpoints(kubectl, namespace, service) for address in ep.get("addresses", [])}
 
 
 def proxied_ips(namespace: str, service: str) -> set[str]:

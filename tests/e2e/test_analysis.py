@@ -34,10 +34,10 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.analysis.parts import SCRAPE_CONFIG, Prometheus, ServiceLoad, pod_scrape_job
+from tests.analysis.parts import SCRAPE_CONFIG, Prometheus, pod_scrape_job
 from tests.e2e.conftest import start_operator
 from tests.e2e.operator_helpers import apply, events_of, plugin, stable_version_is, status_of
-from tests.e2e.real_node import REAL_NODE, SERVER_IMAGE, ModelStore, cluster_ip, infer, real_manifest
+from tests.e2e.real_node import REAL_NODE, SERVER_IMAGE, ModelStore, ServiceLoad, cluster_ip, infer, real_manifest
 from tests.e2e.test_chart import render
 from tests.helpers import get_json, wait_for
 

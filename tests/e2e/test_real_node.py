@@ -20,7 +20,7 @@ from tests.e2e.operator_helpers import apply, phase_is, plugin, stable_version_i
 from tests.e2e.real_node import (
     REAL_NODE,
     SERVER_IMAGE,
-    ServiceTraffic,
+    ServiceLoad,
     cluster_ip,
     infer,
     real_manifest,
@@ -31,6 +31,7 @@ from tests.helpers import get_json, wait_for
 pytestmark = pytest.mark.e2e
 
 READY_TIMEOUT = 180  # a cold node: images unpacked, Python and scikit-learn imported twice per Pod
+TRAFFIC_RATE = 50.0  # requests a second through the Service during a rollout
 
 
 class NotInTheImage:
@@ -91,7 +92,7 @@ def test_wrong_digest_is_refused_and_the_old_model_keeps_serving(
 ):
     rows, models = trained
     address = serve(kubectl, namespace, model_store, trained, "guarded", progressDeadlineSeconds=40)
-    traffic = ServiceTraffic(address, "guarded", rows).start()
+    traffic = ServiceLoad(address, "guarded", rows, rate=TRAFFIC_RATE, threads=1).start()
     try:
         uri, _ = model_store.put(f"{namespace}-v2.joblib", models["v2"].data)
         wrong = "sha256:" + "0" * 64
@@ -164,7 +165,7 @@ def test_rollout_under_continuous_traffic_fails_no_request(
     rows, models = trained
     spec = {"strategy": STRATEGIES[strategy]}
     address = serve(kubectl, namespace, model_store, trained, "live", **spec)
-    traffic = ServiceTraffic(address, "live", rows).start()
+    traffic = ServiceLoad(address, "live", rows, rate=TRAFFIC_RATE, threads=1).start()
     try:
         wait_for(lambda: traffic.ok >= 20, timeout=30, message="traffic flowing before the rollout")
         uri, digest = model_store.put(f"{namespace}-live-v2.joblib", models["v2"].data)
