@@ -4,6 +4,7 @@ version drift is reported, and readiness waits for the model."""
 from __future__ import annotations
 
 import pickle
+import socket
 import subprocess
 from unittest import mock
 
@@ -70,28 +71,30 @@ def test_scikit_learn_version_drift_is_reported(models, tmp_path):
         assert "trained with scikit-learn 1.0.2" in s.output()
 
 
-def test_not_ready_until_loaded(models, tmp_path):
+def test_no_connection_is_taken_until_the_model_is_loaded(models, tmp_path):
+    """A client is refused at once while the model loads (the Pod's startupProbe waits), and
+    the first answer the server gives is already ready: no worker ever answers 503 for loading."""
     proc, port, _ = spawn_server(
         tmp_path, ["--model", str(models.paths["slow_to_load"]), "--name", "slow"],
-        env={"MODELROLL_TEST_LOAD_DELAY": "3"},
+        env={"MODELROLL_TEST_LOAD_DELAY": "2"},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    refused = 0
     try:
 
-        def live() -> bool:
+        def answered() -> bool:
+            nonlocal refused
             try:
-                return requests.get(url + "/v2/health/live", timeout=1).status_code == 200
-            except requests.ConnectionError:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+            except ConnectionRefusedError:
+                refused += 1
                 return False
 
-        wait_until(live, what="liveness")
-        assert requests.get(url + "/v2/health/ready", timeout=5).status_code == 503
-        assert requests.get(url + "/v2/models/slow/ready", timeout=5).json() == {"name": "slow", "ready": False}
-        r = requests.post(url + "/v2/models/slow/infer", json={"inputs": [{"name": "x",
-                          "shape": [1, 20], "datatype": "FP64", "data": [0.0] * 20}]}, timeout=5)  # fmt: skip
-        assert r.status_code == 503 and "not ready" in r.json()["error"]
-        wait_until(lambda: requests.get(url + "/v2/health/ready", timeout=5).status_code == 200,
-                   what="readiness")  # fmt: skip
+        wait_until(answered, interval=0.02, what="the server to listen")
+        assert refused > 0, "the server listened before its model was loaded"
+        assert requests.get(url + "/v2/health/ready", timeout=5).status_code == 200
+        assert requests.get(url + "/v2/models/slow/ready", timeout=5).json() == {"name": "slow", "ready": True}
     finally:
         proc.terminate()
         proc.wait(timeout=15)

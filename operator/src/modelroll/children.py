@@ -47,6 +47,7 @@ SERVICE_PORT = 80
 PVC_MOUNT = "/mnt/model-source"
 RUN_AS_USER = 65532  # the server image's non-root user
 PRE_STOP_SECONDS = 5
+STARTUP_SECONDS = 600  # the longest a model may take to load before the container restarts
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ _RESTRICTED = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+
 
 
 def _fetch_source(uri: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -173,6 +175,13 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
                 "args": ["serve"],
                 "env": server_env,
                 "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+                # The server listens only once its model is loaded (a large model may take
+                # minutes): liveness and readiness start when this first succeeds.
+                "startupProbe": {
+                    "httpGet": {"path": READY_PATH, "port": "http"},
+                    "periodSeconds": 1,
+                    "failureThreshold": STARTUP_SECONDS,
+                },
                 "readinessProbe": {
                     "httpGet": {"path": READY_PATH, "port": "http"},
                     "periodSeconds": 5,

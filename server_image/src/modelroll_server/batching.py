@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -23,19 +22,26 @@ from .metrics import Metrics
 log = logging.getLogger("modelroll_server.batching")
 
 
-class Job:
-    __slots__ = ("X", "n", "want_predict", "want_proba", "ctx")
+# done(predict_rows, proba_rows, error): called once, on the event loop, with this job's rows
+DoneFn = Callable[["np.ndarray | None", "np.ndarray | None", "BaseException | None"], None]
 
-    def __init__(self, X: np.ndarray, want_predict: bool, want_proba: bool, ctx: Any) -> None:
+
+Outcome = tuple["np.ndarray | None", "np.ndarray | None", "Exception | None"]
+
+# A batch of at least this many rows is predicted on a thread, not on the event loop: about
+# 10-50 ms of work for a forest, the most a liveness probe or a small request should wait.
+OFF_LOOP_ROWS = 2048
+
+
+class Job:
+    __slots__ = ("X", "n", "want_predict", "want_proba", "done")
+
+    def __init__(self, X: np.ndarray, want_predict: bool, want_proba: bool, done: DoneFn) -> None:
         self.X = X
         self.n = X.shape[0]
         self.want_predict = want_predict
         self.want_proba = want_proba
-        self.ctx = ctx
-
-
-# done(job, predict_rows, proba_rows, error)
-DoneFn = Callable[[Job, "np.ndarray | None", "np.ndarray | None", "BaseException | None"], None]
+        self.done = done
 
 
 class Batcher:
@@ -44,7 +50,6 @@ class Batcher:
         loop: asyncio.AbstractEventLoop,
         model: LoadedModel,
         metrics: Metrics,
-        done: DoneFn,
         max_batch_size: int,
         max_wait_s: float,
         open_connections: Callable[[], int],
@@ -52,7 +57,6 @@ class Batcher:
         self.loop = loop
         self.model = model
         self.metrics = metrics
-        self.done = done
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.open_connections = open_connections
@@ -106,6 +110,15 @@ class Batcher:
         X = jobs[0].X if len(jobs) == 1 else np.concatenate([j.X for j in jobs])
         want_predict = any(j.want_predict for j in jobs)
         want_proba = any(j.want_proba for j in jobs)
+        if rows >= OFF_LOOP_ROWS:
+            # long enough to delay probes and other clients: predict on a thread (scikit-learn
+            # and numpy release the GIL for the heavy part) and deliver back on the loop
+            fut = self.loop.run_in_executor(None, self._predict, X, rows, want_predict, want_proba)
+            fut.add_done_callback(lambda f: self._deliver(jobs, rows, f.result()))
+            return
+        self._deliver(jobs, rows, self._predict(X, rows, want_predict, want_proba))
+
+    def _predict(self, X: np.ndarray, rows: int, want_predict: bool, want_proba: bool) -> Outcome:
         try:
             pred, proba = self.model.run(X, want_predict, want_proba)
             if pred is not None:
@@ -115,21 +128,26 @@ class Batcher:
             if proba is not None:
                 proba = np.ascontiguousarray(proba)
         except Exception as e:
+            return None, None, e
+        return pred, proba, None
+
+    def _deliver(self, jobs: list[Job], rows: int, outcome: Outcome) -> None:
+        pred, proba, err = outcome
+        if err is not None:
             if len(jobs) > 1:
                 # isolate the request that breaks the model; the others still get answers
                 for job in jobs:
                     self._run([job], job.n)
                 return
-            log.warning("model raised on a batch of %d rows: %s: %s", rows, type(e).__name__, e)
-            self.done(jobs[0], None, None, e)
+            log.warning("model raised on a batch of %d rows: %s: %s", rows, type(err).__name__, err)
+            jobs[0].done(None, None, err)
             return
         self.metrics.batch_done(rows)
         self._observe(pred, proba)
         start = 0
         for job in jobs:
             end = start + job.n
-            self.done(
-                job,
+            job.done(
                 pred[start:end] if pred is not None and job.want_predict else None,
                 proba[start:end] if proba is not None and job.want_proba else None,
                 None,

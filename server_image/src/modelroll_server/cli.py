@@ -37,39 +37,47 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-def _run_worker(settings: Settings, metrics: object, sock: socket.socket | None) -> int:
-    from .app import serve
+def _run_worker(settings: Settings, metrics: object, listener: socket.socket, model: object) -> int:
+    from .worker import serve
 
     with asyncio.Runner(loop_factory=_new_loop) as runner:
-        return runner.run(serve(settings, metrics, sock))  # type: ignore[arg-type]
-
-
-def _bind(settings: Settings) -> socket.socket:
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
+        return runner.run(serve(settings, metrics, listener, model))  # type: ignore[arg-type]
 
 
 def serve_command(settings: Settings) -> int:
-    # import the heavy modules before forking so workers share their pages
-    from . import app  # noqa: F401
-    from .metrics import Metrics
+    """Load the model once, bind, then serve it in this process or in forked workers."""
+    import gc
 
+    from .errors import LoadError
+    from .metrics import Metrics
+    from .worker import LOAD_FAILED_EXIT, bind, load, write_termination_log
+
+    try:
+        model = load(settings)
+    except LoadError as e:
+        log.error("cannot serve: %s", e.reason)
+        write_termination_log(settings.termination_log, e.reason)
+        return LOAD_FAILED_EXIT
+    log.info("model %s version %s (%s, sha256:%s) loaded in %.3fs", settings.name, settings.version,
+             type(model.estimator).__name__, model.sha256, model.load_seconds)  # fmt: skip
+    # What exists now lives as long as the process: keep it out of the collector's view, so
+    # a collection neither stalls requests nor writes to pages the workers share.
+    gc.collect()
+    gc.freeze()
+    # bound only now: until the model is ready a client is refused at once, not left waiting
+    listener = bind(settings)
     metrics = Metrics(settings.name, settings.version, settings.track, regions=settings.workers)
     if settings.workers == 1:
-        return _run_worker(settings, metrics, None)
-    return _supervise(settings, metrics)
+        return _run_worker(settings, metrics, listener, model)
+    return _supervise(settings, metrics, listener, model)
 
 
-def _supervise(settings: Settings, metrics: object) -> int:
-    """Fork one worker per --workers on a shared listening socket; restart crashed workers."""
-    from .app import LOAD_FAILED_EXIT
+def _supervise(settings: Settings, metrics: object, listener: socket.socket, model: object) -> int:
+    """Fork one worker per --workers on the shared listener; replace a worker that dies.
 
-    sock = _bind(settings)
+    Workers are forked from this process, which holds the loaded model: a replacement is
+    ready as soon as it starts (no 503 while loading), and the model's pages are shared.
+    """
     children: dict[int, int] = {}  # pid -> region index
     stopping = False
 
@@ -82,7 +90,7 @@ def _supervise(settings: Settings, metrics: object) -> int:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 metrics.use_region(index)  # type: ignore[attr-defined]
                 metrics.worker_restarted()  # type: ignore[attr-defined]
-                code = _run_worker(settings, metrics, sock)
+                code = _run_worker(settings, metrics, listener, model)
             except BaseException:
                 log.exception("worker crashed")
             finally:
@@ -92,7 +100,7 @@ def _supervise(settings: Settings, metrics: object) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
-        sock.close()  # the port must close once the workers close theirs
+        listener.close()  # the port closes once the workers, having drained its queue, close theirs
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
@@ -116,20 +124,14 @@ def _supervise(settings: Settings, metrics: object) -> int:
         if stopping:
             exit_code = exit_code or (code if code > 0 else 0)
             continue
-        if code == LOAD_FAILED_EXIT:
-            log.error("worker %d could not load the model; stopping", pid)
-            exit_code = LOAD_FAILED_EXIT
-            on_signal(signal.SIGTERM, None)
-            stopping = True
-            continue
         log.error("worker %d exited with %s; starting a new one", pid, code)
         spawn(index)
     return exit_code
 
 
 def fetch_command(args: argparse.Namespace) -> int:
-    from .app import write_termination_log
     from .fetch import FetchError, fetch
+    from .worker import write_termination_log
 
     try:
         sha = fetch(args.uri, args.dest, args.digest)

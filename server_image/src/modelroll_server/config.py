@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 from modelroll_contract import (
     ENV_DIGEST,
@@ -22,6 +22,7 @@ from modelroll_contract import (
     ENV_MODEL,
     ENV_NAME,
     ENV_PORT,
+    ENV_PREFIX,
     ENV_TERMINATION_LOG,
     ENV_TRACK,
     ENV_TRUSTED_TYPES,
@@ -41,6 +42,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting with its default (the one place defaults live; flags derive from it)."""
+
     model: str
     name: str
     version: str = "1"
@@ -54,89 +57,89 @@ class Settings:
     digest: str | None = None
     format: str | None = None
     max_body_bytes: int = 16 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024  # request line + headers (kube-proxy and ingress caps are similar)
+    max_concurrent_requests: int = 1024  # per worker, requests with a body; beyond: 503
+    header_timeout_seconds: float = 10.0  # to send the request line and headers
+    body_timeout_seconds: float = 30.0  # longest silence mid-body, or while not reading our answers
+    keep_alive_seconds: float = 75.0  # idle keep-alive; above the usual client pool idle timeouts
     trusted_types: tuple[str, ...] = field(default_factory=tuple)
     grace_seconds: float = 25.0
     termination_log: str = TERMINATION_LOG
     log_level: str = "INFO"
 
 
-# flag -> (env variable, type, default); None default = required
-_FLAGS: dict[str, tuple[str, type, object]] = {
-    "model": (ENV_MODEL, str, None),
-    "name": (ENV_NAME, str, None),
-    "version": (ENV_VERSION, str, "1"),
-    "track": (ENV_TRACK, str, "stable"),
-    "host": (ENV_HOST, str, "0.0.0.0"),
-    "port": (ENV_PORT, int, SERVER_PORT),
-    "workers": (ENV_WORKERS, int, 1),
-    "max_batch_size": (ENV_MAX_BATCH_SIZE, int, 64),
-    "max_batch_wait_ms": (ENV_MAX_BATCH_WAIT_MS, float, 0.0),
-    "method": (ENV_METHOD, str, "predict"),
-    "digest": (ENV_DIGEST, str, ""),
-    "format": (ENV_FORMAT, str, ""),
-    "max_body_bytes": (ENV_MAX_BODY_BYTES, int, 16 * 1024 * 1024),
-    "trusted_types": (ENV_TRUSTED_TYPES, str, ""),
-    "grace_seconds": (ENV_GRACE_SECONDS, float, 25.0),
-    "termination_log": (ENV_TERMINATION_LOG, str, TERMINATION_LOG),
-    "log_level": (ENV_LOG_LEVEL, str, "INFO"),
+# flag -> its environment variable
+_ENV: dict[str, str] = {
+    "model": ENV_MODEL,
+    "name": ENV_NAME,
+    "version": ENV_VERSION,
+    "track": ENV_TRACK,
+    "host": ENV_HOST,
+    "port": ENV_PORT,
+    "workers": ENV_WORKERS,
+    "max_batch_size": ENV_MAX_BATCH_SIZE,
+    "max_batch_wait_ms": ENV_MAX_BATCH_WAIT_MS,
+    "method": ENV_METHOD,
+    "digest": ENV_DIGEST,
+    "format": ENV_FORMAT,
+    "max_body_bytes": ENV_MAX_BODY_BYTES,
+    "max_header_bytes": ENV_PREFIX + "MAX_HEADER_BYTES",
+    "max_concurrent_requests": ENV_PREFIX + "MAX_CONCURRENT_REQUESTS",
+    "header_timeout_seconds": ENV_PREFIX + "HEADER_TIMEOUT_SECONDS",
+    "body_timeout_seconds": ENV_PREFIX + "BODY_TIMEOUT_SECONDS",
+    "keep_alive_seconds": ENV_PREFIX + "KEEP_ALIVE_SECONDS",
+    "trusted_types": ENV_TRUSTED_TYPES,
+    "grace_seconds": ENV_GRACE_SECONDS,
+    "termination_log": ENV_TERMINATION_LOG,
+    "log_level": ENV_LOG_LEVEL,
 }
+_FIELDS = {f.name: f for f in fields(Settings)}
+_TYPES = {"int": int, "float": float}
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    for flag, (env, typ, _default) in _FLAGS.items():
-        p.add_argument(
-            "--" + flag.replace("_", "-"),
-            dest=flag,
-            default=None,
-            help=f"(env {env})",
-            type=str if typ is not bool else str,
-        )
+    for flag, env in _ENV.items():
+        p.add_argument("--" + flag.replace("_", "-"), dest=flag, default=None, help=f"(env {env})")
+
+
+def _convert(flag: str, raw: str) -> object:
+    f = _FIELDS[flag]
+    if flag == "trusted_types":
+        return tuple(t.strip() for t in raw.split(",") if t.strip())
+    if flag == "log_level":
+        return raw.upper()
+    typ = _TYPES.get(str(f.type).split(" ")[0], str)
+    value = typ(raw)
+    if f.default is None and value == "":
+        return None  # an empty optional (digest, format) is unset
+    return value
 
 
 def load_settings(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
     """Flags win over env, env over defaults."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
-    for flag, (var, typ, default) in _FLAGS.items():
+    for flag, var in _ENV.items():
         raw = getattr(args, flag, None)
         source = "--" + flag.replace("_", "-")
         if raw is None and env.get(var, "") != "":
             raw, source = env[var], var
         if raw is None:
-            if default is None:
+            if _FIELDS[flag].default is MISSING and _FIELDS[flag].default_factory is MISSING:
                 raise ConfigError(f"--{flag.replace('_', '-')} (or {var}) is required")
-            values[flag] = default
             continue
         try:
-            values[flag] = typ(raw)
+            values[flag] = _convert(flag, raw)
         except ValueError:
-            raise ConfigError(f"{source}: expected {typ.__name__}, got {raw!r}") from None
-    s = Settings(
-        model=str(values["model"]),
-        name=str(values["name"]),
-        version=str(values["version"]),
-        track=str(values["track"]),
-        host=str(values["host"]),
-        port=int(values["port"]),  # type: ignore[call-overload]
-        workers=int(values["workers"]),  # type: ignore[call-overload]
-        max_batch_size=int(values["max_batch_size"]),  # type: ignore[call-overload]
-        max_batch_wait_ms=float(values["max_batch_wait_ms"]),  # type: ignore[arg-type]
-        method=str(values["method"]),
-        digest=str(values["digest"]) or None,
-        format=str(values["format"]) or None,
-        max_body_bytes=int(values["max_body_bytes"]),  # type: ignore[call-overload]
-        trusted_types=tuple(t.strip() for t in str(values["trusted_types"]).split(",") if t.strip()),
-        grace_seconds=float(values["grace_seconds"]),  # type: ignore[arg-type]
-        termination_log=str(values["termination_log"]),
-        log_level=str(values["log_level"]).upper(),
-    )
+            raise ConfigError(f"{source}: expected {_FIELDS[flag].type}, got {raw!r}") from None
+    s = Settings(**values)  # type: ignore[arg-type]
     _validate(s)
     return s
 
 
 def _validate(s: Settings) -> None:
     def bad(flag: str, msg: str) -> ConfigError:
-        return ConfigError(f"--{flag} ({_FLAGS[flag.replace('-', '_')][0]}): {msg}")
+        return ConfigError(f"--{flag} ({_ENV[flag.replace('-', '_')]}): {msg}")
 
     if s.track not in TRACKS:
         raise bad("track", f"must be one of {', '.join(TRACKS)}, got {s.track!r}")
@@ -150,8 +153,12 @@ def _validate(s: Settings) -> None:
         raise bad("max-batch-size", f"must be at least 1, got {s.max_batch_size}")
     if s.max_batch_wait_ms < 0:
         raise bad("max-batch-wait-ms", f"must be >= 0, got {s.max_batch_wait_ms}")
-    if s.max_body_bytes < 1:
-        raise bad("max-body-bytes", f"must be positive, got {s.max_body_bytes}")
+    for flag in ("max_body_bytes", "max_header_bytes", "max_concurrent_requests"):
+        if getattr(s, flag) < 1:
+            raise bad(flag.replace("_", "-"), f"must be positive, got {getattr(s, flag)}")
+    for flag in ("header_timeout_seconds", "body_timeout_seconds", "keep_alive_seconds", "grace_seconds"):
+        if not getattr(s, flag) > 0:
+            raise bad(flag.replace("_", "-"), f"must be positive, got {getattr(s, flag)}")
     if s.format is not None and s.format not in FORMATS:
         raise bad("format", f"must be one of {', '.join(FORMATS)}, got {s.format!r}")
     try:
