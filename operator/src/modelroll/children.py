@@ -109,7 +109,6 @@ _RESTRICTED = {
 }
 
 
-
 def _fetch_source(uri: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     """The URI the init container fetches, plus the volume and mount a ``pvc://`` URI needs."""
     if not uri.startswith("pvc://"):
