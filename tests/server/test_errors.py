@@ -187,3 +187,14 @@ def test_values_out_of_range_for_the_datatype_are_refused_naming_the_input(lr_se
     """Never wrapped (INT64 2**63 became -2**63) nor overflowed to infinity silently."""
     r = lr_server.post("/v2/models/lr/infer", json=v2([value] + [1] * 19, [1, 20], datatype))
     assert_error(r, 400, "'x'", "out of range", datatype)
+
+
+def test_forest_input_beyond_float32_is_refused_naming_the_input(models, tmp_path):
+    """A forest computes in float32: 1e39 sent as FP64 would silently become infinity there."""
+    with running_server(tmp_path, models.paths["rf"], "rf") as s:
+        row = [1e39] + [0.0] * 19
+        r = s.post("/v2/models/rf/infer", json=v2(row, [1, 20], "FP64"))
+        assert_error(r, 400, "'x'", "float32", "RandomForestClassifier")
+        assert_error(s.post("/v1/models/rf:predict", json={"instances": [row]}), 400, "'instances'", "float32")
+        row[0] = 3.0e38  # within float32: answered
+        assert s.post("/v2/models/rf/infer", json=v2(row, [1, 20], "FP64")).status_code == 200

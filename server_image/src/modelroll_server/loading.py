@@ -80,6 +80,11 @@ def _final_step(est: Any) -> Any:
     return est
 
 
+# Estimators that cast X to float32 before predicting (a value beyond its range becomes
+# infinity there). Only the estimator itself: a pipeline's first steps change the values.
+_FLOAT32_MODULES = ("sklearn.tree.", "sklearn.ensemble._forest", "sklearn.ensemble._gb", "sklearn.ensemble._iforest")
+
+
 def _allow_nan(est: Any) -> bool:
     try:
         from sklearn.utils import get_tags
@@ -102,6 +107,7 @@ class LoadedModel:
     has_proba: bool
     derive_predict: bool
     allow_nan: bool
+    float32_input: bool  # the estimator casts its input to float32 (scikit-learn's trees)
     trained_sklearn_version: str | None
     runtime_sklearn_version: str
     warnings: list[str] = field(default_factory=list)
@@ -310,6 +316,7 @@ def load_model(
             and type(final).__name__ in _PREDICT_IS_ARGMAX_PROBA
         ),
         allow_nan=_allow_nan(est),
+        float32_input=type(est).__module__.startswith(_FLOAT32_MODULES),
         trained_sklearn_version=trained_version or sklearn.__version__,
         runtime_sklearn_version=sklearn.__version__,
         warnings=notes,

@@ -35,6 +35,7 @@ _DATATYPES: dict[str, Any] = {
 }
 _NUMERIC_KINDS = frozenset("biuf")
 _EXACT_FLOAT_INTS = 2.0**53  # every integer below this is exact in a float64
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -77,6 +78,14 @@ def _check_finite(X: np.ndarray, model: LoadedModel) -> None:
         raise InvalidInput("input contains infinity, which no model accepts")
     if not model.allow_nan:
         raise InvalidInput("input contains NaN; this model does not accept missing values")
+
+
+def _check_range(X: np.ndarray, model: LoadedModel, where: str) -> None:
+    if model.float32_input and X.size and np.abs(X).max() > _FLOAT32_MAX:
+        raise InvalidInput(
+            f"{where}: values beyond float32's range (±{_FLOAT32_MAX:.4g}), in which "
+            f"{type(model.estimator).__name__} computes"
+        )
 
 
 def _check_features(X: np.ndarray, model: LoadedModel) -> None:
@@ -177,6 +186,7 @@ def decode_v2(body: bytes, model: LoadedModel, default: str) -> tuple[np.ndarray
         X = X.astype(np.float64)
     _check_features(X, model)
     _check_finite(X, model)
+    _check_range(X, model, f"input {name!r}")
     want_predict, want_proba = _outputs(req.get("outputs"), model, default)
     return X, want_predict, want_proba, req.get("id")
 
@@ -196,6 +206,7 @@ def decode_v1(body: bytes, model: LoadedModel) -> np.ndarray:
     X = arr.astype(np.float64) if arr.dtype != np.float64 else arr
     _check_features(X, model)
     _check_finite(X, model)
+    _check_range(X, model, "'instances'")
     return X
 
 
