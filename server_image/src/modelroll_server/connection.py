@@ -130,7 +130,7 @@ class HttpServer:
 
 class Conn(asyncio.Protocol):
     __slots__ = (
-        "srv", "app", "parser", "transport", "deadline", "url", "head_bytes", "in_head", "body",
+        "srv", "app", "parser", "transport", "deadline", "url", "head_bytes", "raw_head", "began", "in_head", "body",
         "body_len", "content_length", "expect", "receiving", "admitted", "refused", "queue",
         "slots", "write_blocked", "reading", "upgraded", "closing", "answered",
     )  # fmt: skip
@@ -142,7 +142,9 @@ class Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.deadline = _NEVER
         self.url = b""
-        self.head_bytes = 0
+        self.head_bytes = 0  # request line and complete headers of the request being read
+        self.raw_head = 0  # bytes of later reads while its headers were still incomplete
+        self.began = False  # a request began in the read being parsed
         self.in_head = False
         self.body: list[bytes] = []
         self.body_len = 0
@@ -183,11 +185,7 @@ class Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.upgraded:
             return  # bytes of a protocol we do not speak
-        if self.in_head:
-            self.head_bytes += len(data)  # headers still arriving: bound what the parser buffers
-            if self.head_bytes > self.srv.s.max_header_bytes:
-                self._fail(431, f"request line and headers exceed {self.srv.s.max_header_bytes} bytes")
-                return
+        self.began = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -195,7 +193,17 @@ class Conn(asyncio.Protocol):
         except httptools.HttpParserError as e:
             if self.transport is not None and not self.refused:
                 self._fail(400, f"malformed HTTP request: {e}")
+        if self.in_head and not self.began:
+            # still in the headers of a request begun in an earlier read: all of this read was
+            # header bytes the parser holds (within the read that began it, they are not known)
+            self.raw_head += len(data)
+            self._check_head()
         self._pump()
+
+    def _check_head(self) -> None:
+        cap = self.srv.s.max_header_bytes
+        if max(self.raw_head, self.head_bytes) > cap:
+            self._fail(431, f"request line and headers exceed {cap} bytes")
 
     def pause_writing(self) -> None:
         self.write_blocked = True
@@ -276,6 +284,8 @@ class Conn(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.head_bytes = 0
+        self.raw_head = 0
+        self.began = True
         self.in_head = True
         self.body = []
         self.body_len = 0
@@ -288,10 +298,14 @@ class Conn(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.head_bytes += len(url)
         if len(self.url) > self.srv.s.max_header_bytes:
             self._fail(414, f"request target exceeds {self.srv.s.max_header_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > self.srv.s.max_header_bytes:
+            self._check_head()
         n = name.lower()
         if n == b"content-length":
             try:
