@@ -29,12 +29,9 @@ def _setup_logging(level: str) -> None:
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
+    import uvloop
 
-        return uvloop.new_event_loop()  # type: ignore[no-any-return]
-    except ImportError:  # pragma: no cover - uvloop is in the server extra
-        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()  # type: ignore[no-any-return]
 
 
 def _run_worker(settings: Settings, metrics: object, listener: socket.socket, model: object) -> int:
@@ -47,6 +44,8 @@ def _run_worker(settings: Settings, metrics: object, listener: socket.socket, mo
 def serve_command(settings: Settings) -> int:
     """Load the model once, bind, then serve it in this process or in forked workers."""
     import gc
+
+    import uvloop  # noqa: F401 - imported before forking, so workers share its pages
 
     from .errors import LoadError
     from .metrics import Metrics
