@@ -44,6 +44,8 @@ lint: venv
 	$(PY) -m mypy
 
 # --- benchmarks -------------------------------------------------------------------------------
+# The server against MLServer, KServe, uvicorn, granian and nginx, HTTP and gRPC, in one run;
+# knobs BENCH_DURATION, BENCH_WORKERS, BENCH_CONNECTIONS, BENCH_ONLY, BENCH_PARTS (its README).
 bench: venv
 	@benchmarks/server_vs_peers/run.sh
 

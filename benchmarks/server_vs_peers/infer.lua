@@ -1,5 +1,5 @@
 -- One Open Inference Protocol (V2) infer request with one 20-feature row, reused for
--- every call. The path is set per server by run.sh through the WRK_PATH env variable.
+-- every call. The path comes from the WRK_PATH env variable (bench.py sets it).
 wrk.method = "POST"
 wrk.path = os.getenv("WRK_PATH") or "/v2/models/model/infer"
 wrk.headers["Content-Type"] = "application/json"

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# modelroll-server vs MLServer vs KServe on loopback, driven by wrk (see README.md here).
-# Peers go into their own venvs under ~/.cache/modelroll/bench (their pins conflict with
-# ours); wrk comes from Debian. Knobs: BENCH_DURATION (s per cell, default 10),
-# BENCH_WORKERS (default 1), BENCH_CONNECTIONS (default "1 16 64"), BENCH_ONLY (servers).
+# modelroll-server vs MLServer vs KServe, other HTTP layers and nginx on loopback, over HTTP
+# (wrk) and gRPC (ghz) — see README.md here. Installs what it drives, once:
+#   - the peers, each in its own venv under ~/.cache/modelroll/bench (their pins conflict
+#     with ours), with the same scikit-learn/joblib/numpy as .venv;
+#   - uvicorn and granian into a directory of their own there (never the project's deps),
+#     imported by .venv's own Python so only the HTTP layer differs from our server;
+#   - ghz, built from its Go module into bin/ there, keyed by version;
+#   - wrk and nginx from Debian.
+# Knobs: BENCH_DURATION (s per cell, default 10), BENCH_WORKERS (default 1),
+# BENCH_CONNECTIONS (default "1 16 64"), BENCH_ONLY (servers), BENCH_PARTS (parts).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cache="${MODELROLL_BENCH_CACHE:-$HOME/.cache/modelroll/bench}"
 py="${PYTHON:-python3}"
-mkdir -p "$cache"
+mkdir -p "$cache/bin"
 
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "bench: installing wrk from Debian"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; fi
-fi
+UVICORN_VERSION=0.54.0
+GRANIAN_VERSION=2.8.7
+GHZ_VERSION=v0.121.0
+
+"$repo/scripts/install-debian-packages.sh" wrk=wrk /usr/sbin/nginx=nginx
 
 # Same scikit-learn/joblib/numpy in every venv, so every server loads the very same files.
 pins="$("$repo/.venv/bin/python" -c 'import sklearn, joblib, numpy; print(f"scikit-learn=={sklearn.__version__} joblib=={joblib.__version__} numpy=={numpy.__version__}")')"
@@ -36,6 +42,30 @@ make_venv() {  # name, packages...
 
 make_venv mlserver "mlserver==1.7.1" "mlserver-sklearn==1.7.1" "uvloop<0.22"
 make_venv kserve "kserve==0.21.0"
+
+# The other HTTP layers go on PYTHONPATH in front of .venv's site-packages: .venv's
+# interpreter, numpy, scikit-learn, uvloop and httptools serve every layer alike.
+layers="$cache/layers-uvicorn$UVICORN_VERSION-granian$GRANIAN_VERSION"
+if [ ! -f "$layers/.ok" ]; then
+  echo "bench: installing uvicorn $UVICORN_VERSION and granian $GRANIAN_VERSION into $layers"
+  rm -rf "$layers"
+  "$repo/.venv/bin/python" -m pip install -q --target "$layers" \
+    "uvicorn==$UVICORN_VERSION" "granian==$GRANIAN_VERSION"
+  touch "$layers/.ok"
+fi
+
+ghz="$cache/bin/ghz-$GHZ_VERSION"
+if [ ! -x "$ghz" ]; then
+  command -v go >/dev/null || { echo "bench: go is not on PATH (needed once, to build ghz)" >&2; exit 1; }
+  echo "bench: building ghz $GHZ_VERSION from its Go module"
+  tmp="$(mktemp -d "$cache/bin/.build.XXXXXX")"
+  trap 'rm -rf "$tmp"' EXIT
+  GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOBIN="$tmp" \
+    go install -trimpath -ldflags="-s -w -X main.version=$GHZ_VERSION" \
+    "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
+  mv -f "$tmp/ghz" "$ghz"  # a rename: a killed build never leaves a half-written binary
+fi
 [ "${BENCH_SETUP_ONLY:-0}" = 1 ] && exit 0
 
-exec "$repo/.venv/bin/python" "$here/bench.py" --cache "$cache" --results "$repo/benchmarks/results" "$@"
+exec "$repo/.venv/bin/python" "$here/bench.py" --cache "$cache" --results "$repo/benchmarks/results" \
+  --layers "$layers" --ghz "$ghz" --nginx /usr/sbin/nginx "$@"
