@@ -1,5 +1,6 @@
-"""``modelroll-server fetch``: local paths, file://, http, s3 (when moto is installed),
-wrong digests and failing URLs, each with the one-line reason the operator surfaces."""
+"""``modelroll-server fetch``: local paths, file://, http (including a body cut mid-way), s3
+(when moto is installed), wrong digests and failing URLs, each with the one-line reason the
+operator surfaces. The object stores' credential chains: test_fetch_s3/_gcs/_azure.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import contextlib
 import functools
 import hashlib
 import http.server
+import random
+import re
 import subprocess
 import sys
 import threading
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, server_env, wait_until
+from fetch_emulators import LoopbackServer, Request, Response, Route
 
 pytestmark = pytest.mark.server
 
@@ -127,26 +131,56 @@ def test_fetch_s3_from_a_local_s3_server(source, tmp_path):
         proc.wait(timeout=15)
 
 
-def test_s3_signature_matches_botocore():
-    """moto accepts any signature, so the SigV4 arithmetic is checked against botocore's."""
-    pytest.importorskip("botocore")
-    import datetime
+def ranged(payload: bytes, cut: list[bool], honour_range: bool = True) -> Route:
+    """A file server that answers ``Range`` (206) unless told not to, and cuts a body in half
+    each time the next value of ``cut`` is True (a connection that drops mid-download)."""
 
-    import botocore.auth
-    import botocore.credentials
-    from botocore.awsrequest import AWSRequest
-    from modelroll_server.fetch import s3_request
+    def route(req: Request) -> Response:
+        start = 0
+        m = re.fullmatch(r"bytes=(\d+)-", req.headers.get("range", ""))
+        headers = {"ETag": '"v1"', "Content-Type": "application/octet-stream"}
+        status = 200
+        if m and honour_range and req.headers.get("if-range") in (None, '"v1"'):
+            start, status = int(m.group(1)), 206
+            headers["Content-Range"] = f"bytes {start}-{len(payload) - 1}/{len(payload)}"
+        body = payload[start:]
+        return Response(status, headers, body, cut_at=len(body) // 2 if cut and cut.pop(0) else None)
 
-    env = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG",
-           "AWS_REGION": "eu-west-1", "AWS_SESSION_TOKEN": "tok+en/="}  # fmt: skip
-    for endpoint in ("http://127.0.0.1:9000", None):
-        e = dict(env, AWS_ENDPOINT_URL=endpoint) if endpoint else env
-        url, _ = s3_request("models", "fraud/v7/model file+1.joblib", e)
-        req = AWSRequest(method="GET", url=url)
-        creds = botocore.credentials.Credentials(env["AWS_ACCESS_KEY_ID"],
-                                                 env["AWS_SECRET_ACCESS_KEY"], env["AWS_SESSION_TOKEN"])  # fmt: skip
-        botocore.auth.S3SigV4Auth(creds, "s3", "eu-west-1").add_auth(req)
-        when = datetime.datetime.strptime(req.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
-        url2, ours = s3_request("models", "fraud/v7/model file+1.joblib", e, when)
-        assert url2 == url
-        assert ours["authorization"] == req.headers["Authorization"]
+    return route
+
+
+BIG = random.Random(3).randbytes(2_000_000)
+BIG_DIGEST = "sha256:" + hashlib.sha256(BIG).hexdigest()
+
+
+def test_fetch_http_resumes_a_body_cut_mid_way(tmp_path):
+    with LoopbackServer(ranged(BIG, [True, False])) as srv:
+        dest = tmp_path / "models" / "model.joblib"
+        r = fetch(f"{srv.url}/model.joblib", str(dest), "--digest", BIG_DIGEST)
+    assert r.returncode == 0, r.stderr
+    assert dest.read_bytes() == BIG and [p.name for p in dest.parent.iterdir()] == ["model.joblib"]
+    first, second = srv.requests
+    assert "range" not in first.headers
+    assert second.headers["range"] == f"bytes={len(BIG) // 2}-" and second.headers["if-range"] == '"v1"'
+    assert "resuming" in r.stderr
+
+
+def test_fetch_http_starts_over_when_the_server_cannot_resume(tmp_path):
+    with LoopbackServer(ranged(BIG, [True, False], honour_range=False)) as srv:
+        dest = tmp_path / "models" / "model.joblib"
+        r = fetch(f"{srv.url}/model.joblib", str(dest), "--digest", BIG_DIGEST)
+    assert r.returncode == 0, r.stderr
+    assert dest.read_bytes() == BIG  # not the first half twice
+    assert len(srv.requests) == 2
+
+
+def test_fetch_http_that_keeps_breaking_fails_with_one_line(tmp_path):
+    tl = tmp_path / "tl"
+    with LoopbackServer(ranged(BIG, [True] * 10)) as srv:
+        dest = tmp_path / "models" / "model.joblib"
+        r = fetch(f"{srv.url}/model.joblib?sig=secret", str(dest), "--digest", BIG_DIGEST, "--termination-log", str(tl))
+    assert r.returncode == 1
+    reason = tl.read_text()
+    assert reason.startswith(f"reading {srv.url}/model.joblib failed 3 times") and reason.count("\n") == 1
+    assert "connection closed after" in reason and "secret" not in reason
+    assert len(srv.requests) == 3 and list(dest.parent.iterdir()) == []
