@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: venv cluster-tools host-packages images cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator chart-crds chart-lint
+.PHONY: venv cluster-tools store-emulators host-packages images cluster cluster-down cluster-status test test-unit lint demo demo-down bench bench-operator chart-crds chart-lint
 
 venv:
 	@scripts/bootstrap-python.sh
@@ -32,7 +32,13 @@ cluster-status: venv
 	@$(PY) tests/cluster/launcher.py status
 
 # --- tests ------------------------------------------------------------------------------------
-test: venv lint cluster-tools host-packages images
+# fake-gcs-server (built from its Go module) and Azurite (npm) for the fetch tests, cached in
+# ~/.cache/modelroll/store-emulators-<hash>/ (scripts/install-store-emulators.sh; the tests' own
+# fixtures run the same script, so pytest alone works too).
+store-emulators:
+	@scripts/install-store-emulators.sh >/dev/null
+
+test: venv lint cluster-tools host-packages images store-emulators
 	$(PY) -m pytest
 
 test-unit: venv

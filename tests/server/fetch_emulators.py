@@ -339,17 +339,20 @@ class Response:
 Route = Callable[[Request], Response]
 
 
-def forward(upstream: str, req: Request, cut_at: int | None = None) -> Response:
-    """The upstream's answer to ``req``, sent with the same Host header (SigV4 signs it)."""
+def forward(upstream: str, req: Request, keep_host: bool = True) -> Response:
+    """The upstream's answer to ``req``, sent with the same Host header (SigV4 signs it) unless
+    ``keep_host`` is False (fake-gcs-server routes by its own host)."""
     u = urllib.parse.urlsplit(upstream)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
     headers = {k: v for k, v in req.headers.items() if k not in ("connection", "keep-alive")}
+    if not keep_host:
+        headers["host"] = u.netloc
     conn.request(req.method, req.path, body=req.body or None, headers=headers)
     resp = conn.getresponse()
     body = resp.read()
     out = {k: v for k, v in resp.getheaders() if k.lower() not in ("connection", "transfer-encoding", "keep-alive")}
     conn.close()
-    return Response(resp.status, out, body, cut_at)
+    return Response(resp.status, out, body)
 
 
 class LoopbackServer:
@@ -421,13 +424,13 @@ class LoopbackServer:
         self.stop()
 
 
-def cut_first(upstream: str, times: int, min_body: int = 1024) -> Route:
+def cut_first(upstream: str, times: int, min_body: int = 1024, keep_host: bool = True) -> Route:
     """A front that forwards to ``upstream`` but cuts the first ``times`` large GET bodies in half
     (a connection that drops mid-download); ``times=-1`` cuts every one."""
     left = [times]
 
     def route(req: Request) -> Response:
-        resp = forward(upstream, req)
+        resp = forward(upstream, req, keep_host)
         if req.method == "GET" and len(resp.body) >= min_body and left[0] != 0:
             left[0] -= 1
             resp.cut_at = len(resp.body) // 2
