@@ -16,7 +16,10 @@ from typing import Any
 from .analysis.condition import ConditionError, parse_condition
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-URI_RE = re.compile(r"^(file://|pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/|https?://|s3://)\S+$")
+# The schemes the CRD's uri pattern allows (a unit test proves the two lists equal); the
+# pattern itself checks the rest at admission.
+URI_SCHEMES = ("file", "pvc", "http", "https", "s3", "gs", "az")
+URI_RE = re.compile(r"^(file://|pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/|https?://|s3://|gs://|az://)\S+$")
 DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
 DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -276,7 +279,9 @@ def _parse_model(raw: Any) -> ModelSpec:
     m = _obj(raw, path)
     uri = _req_str(m, "uri", path)
     if not URI_RE.match(uri):
-        raise SpecError(f"{path}.uri", f"must start with file://, pvc://CLAIM/, http(s):// or s3://, got {uri!r}")
+        raise SpecError(
+            f"{path}.uri", f"must start with file://, pvc://CLAIM/, http(s)://, s3://, gs:// or az://, got {uri!r}"
+        )
     digest = _req_str(m, "digest", path)
     if not DIGEST_RE.match(digest):
         raise SpecError(f"{path}.digest", "must be sha256: followed by 64 lowercase hex digits")
