@@ -265,10 +265,14 @@ def verify_jwt(token: str, public_key: Any) -> dict[str, Any]:
 
 # --- Azure Blob -----------------------------------------------------------------------------
 class Azurite(Emulator):
+    """Azurite's blob service; with ``tls=(ca, cert, key)`` over HTTPS and accepting OAuth bearer
+    tokens too (Azurite's "basic" check: issuer, audience and lifetime, not the signature)."""
+
     name = "azurite"
 
-    def __init__(self, tmp: Path, bin_dir: Path) -> None:
+    def __init__(self, tmp: Path, bin_dir: Path, tls: tuple[Path, Path, Path] | None = None) -> None:
         port = free_port()
+        self.tls = tls
         # Telemetry off: the tests send nothing beyond loopback. The API version check is off
         # because obstore may speak a newer version than this Azurite knows.
         cmd = [
@@ -281,11 +285,23 @@ class Azurite(Emulator):
             "--disableTelemetry",
             "--skipApiVersionCheck",
         ]
+        if tls:
+            cmd += ["--cert", str(tls[1]), "--key", str(tls[2]), "--oauth", "basic"]
         super().__init__(cmd, port, tmp / f"azurite-{port}.log")
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def endpoint(self) -> str:
         return f"{self.url}/{AZURITE_ACCOUNT}"
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=str(self.tls[0]))
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
 
     def create_container(self, name: str) -> None:
         """PUT a container, signed with the account's SharedKey (obstore cannot create one)."""
@@ -296,7 +312,7 @@ class Azurite(Emulator):
         to_sign = "PUT\n" + "\n" * 11 + canonical_headers + f"/{AZURITE_ACCOUNT}{path}\nrestype:container"
         sig = base64.b64encode(hmac.new(base64.b64decode(AZURITE_KEY), to_sign.encode(), hashlib.sha256).digest())
         headers["Authorization"] = f"SharedKey {AZURITE_ACCOUNT}:{sig.decode()}"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = self._connection()
         conn.request("PUT", f"{path}?restype=container", headers=headers)
         resp = conn.getresponse()
         body = resp.read()
@@ -307,12 +323,30 @@ class Azurite(Emulator):
         import obstore
         from obstore.store import AzureStore
 
-        store = AzureStore(
-            container,
-            config={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY, "endpoint": self.endpoint},
-            client_options={"allow_http": True},
-        )
+        config = {"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY, "endpoint": self.endpoint}
+        client: dict[str, Any] = {"root_certificate": self.tls[0].read_text()} if self.tls else {"allow_http": True}
+        store = AzureStore(container, config=config, client_options=client)
         obstore.put(store, blob, data)
+
+
+def entra_access_token(tenant: str, lifetime_s: int = 3600) -> str:
+    """An access token as Microsoft Entra ID issues it for Storage (claims only: the signature is
+    a placeholder, which Azurite's basic OAuth check does not verify)."""
+
+    def b64(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {
+        "aud": "https://storage.azure.com",
+        "iss": f"https://sts.windows.net/{tenant}/",
+        "tid": tenant,
+        "iat": now - 60,
+        "nbf": now - 60,
+        "exp": now + lifetime_s,
+        "sub": "modelroll-fetch",
+    }
+    return f"{b64({'alg': 'RS256', 'typ': 'JWT'})}.{b64(claims)}.c2lnbmF0dXJl"
 
 
 # --- loopback HTTP(S) servers run by a route function ---------------------------------------

@@ -1,12 +1,14 @@
 """``modelroll-server fetch az://…`` and ``https://ACCOUNT.blob.core.windows.net/…`` against Azurite.
 
 Azurite recomputes every SharedKey signature, so a fetch succeeds only if obstore really signed
-with the account key it was given.
+with the account key it was given. AKS workload identity is tested against an Azurite over
+HTTPS that accepts OAuth tokens, with the Entra ID token endpoint served on loopback.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import urllib.parse
 from collections.abc import Iterator
@@ -19,10 +21,14 @@ from fetch_emulators import (
     DEAD,
     Azurite,
     LoopbackServer,
+    Request,
+    Response,
     cut_first,
     emulator_dir,
+    entra_access_token,
     fetch_env,
     forward,
+    make_ca,
     run_fetch,
 )
 
@@ -131,3 +137,50 @@ def test_a_stream_cut_mid_way_resumes(azurite, tmp_path):
         dest = tmp_path / "out" / "model.joblib"
         assert_fetched(run_fetch(tmp_path, f"az://models/{KEY}", dest, DIGEST, env), dest)
         assert len(front.requests) == 2 and "range" in front.requests[1].headers
+
+
+def test_aks_workload_identity(tmp_path):
+    """The AKS webhook's variables: the federated token goes to Entra ID's token endpoint (served
+    here over HTTPS), whose access token Azurite then accepts as a bearer token."""
+    ca, cert, key = make_ca(tmp_path)
+    azurite = Azurite(tmp_path, emulator_dir(), tls=(ca, cert, key))
+    try:
+        azurite.create_container("models")
+        azurite.put("models", KEY, PAYLOAD)
+        tenant, client_id = "72f988bf-0000-0000-0000-000000000001", "6e8f0e9a-client"
+        trusted = "federated-service-account-token"  # what Entra ID trusts for this client
+        token_file = tmp_path / "azure-identity-token"
+        token_file.write_text(trusted)
+
+        def entra(req: Request) -> Response:
+            form = dict(urllib.parse.parse_qsl(req.body.decode()))
+            if (
+                req.path != f"/{tenant}/oauth2/v2.0/token"
+                or form.get("client_id") != client_id
+                or form.get("client_assertion") != trusted
+            ):
+                return Response(400, {"Content-Type": "application/json"}, b'{"error": "invalid_client"}')
+            body = {"access_token": entra_access_token(tenant), "expires_in": 3599, "token_type": "Bearer"}
+            return Response(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+        with LoopbackServer(entra, tls=(cert, key)) as idp:
+            env = az_env(
+                tmp_path,
+                azurite.endpoint,
+                AZURE_CLIENT_ID=client_id,
+                AZURE_TENANT_ID=tenant,
+                AZURE_FEDERATED_TOKEN_FILE=str(token_file),
+                AZURE_AUTHORITY_HOST=idp.url,
+                SSL_CERT_FILE=str(ca),
+            )
+            dest = tmp_path / "out" / "model.joblib"
+            assert_fetched(run_fetch(tmp_path, f"az://models/{KEY}", dest, DIGEST, env), dest)
+            assert len(idp.requests) == 1
+
+            token_file.write_text("a-token-entra-does-not-trust")
+            dest = tmp_path / "out2" / "model.joblib"
+            reason = assert_failed(run_fetch(tmp_path, f"az://models/{KEY}", dest, DIGEST, env), dest)
+            assert reason.startswith("cannot get credentials for az://models/") and "AKS workload identity" in reason
+            assert "HTTP 400" in reason
+    finally:
+        azurite.stop()
