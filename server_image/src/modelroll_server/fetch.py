@@ -187,7 +187,8 @@ def s3_settings(env: Mapping[str, str]) -> StoreSettings:
     if _pair(env, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "static AWS credentials"):
         return StoreSettings(config, client, "static keys (AWS_ACCESS_KEY_ID)")
     if _pair(env, "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "web identity (IRSA)"):
-        sts = env.get("AWS_ENDPOINT_URL_STS") or "https://sts.REGION.amazonaws.com"
+        region = _set(env, "AWS_REGION", "AWS_DEFAULT_REGION") or "us-east-1"
+        sts = env.get("AWS_ENDPOINT_URL_STS") or f"https://sts.{region}.amazonaws.com"
         return StoreSettings(
             config,
             client,
