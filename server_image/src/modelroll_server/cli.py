@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sp = sub.add_parser("serve", help="serve a model (flags or MODELROLL_SERVER_* env)")
     add_serve_arguments(sp)
     fp = sub.add_parser("fetch", help="copy a model artifact to a local path, verified")
-    fp.add_argument("uri", help="file://, a path, http(s)://, or s3://bucket/key")
+    fp.add_argument("uri", help="file://, a path, http(s)://, s3://BUCKET/KEY, gs://BUCKET/OBJECT, az://CONTAINER/BLOB")
     fp.add_argument("dest", help="where to write the artifact")
     fp.add_argument("--digest", default=os.environ.get(ENV_DIGEST) or None,
                     help="sha256:HEX the artifact must have")  # fmt: skip
