@@ -21,7 +21,8 @@ from lightkube.types import PatchType
 
 from . import metrics
 from .children import API_VERSION, KIND, Owner
-from .planner import ChildRef, Event
+from .events import Event
+from .planner import ChildRef
 
 FIELD_MANAGER = "modelroll"
 log = logging.getLogger(__name__)

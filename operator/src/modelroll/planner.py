@@ -18,6 +18,7 @@ from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 from . import conditions as c
 from .actions import read_requests
 from .children import HASH_ANNOTATION, Owner, selector_string
+from .events import Event
 from .observed import Observed
 from .spec import ModelDeploymentSpec, SpecError, parse_spec
 from .strategies.bluegreen import plan_bluegreen
@@ -40,13 +41,6 @@ class Subject:
     spec: Mapping[str, Any]
     status: Mapping[str, Any] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -216,7 +210,7 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
     else:
         routing = replicas.build_replica_routing(owner, outcome.routing, spec.strategy.type != "Rolling")
     desired = outcome.children + routing
-    events = [Event(*e) for e in outcome.events]
+    events = list(outcome.events)
     rolling = spec.strategy.type == "Rolling"
     if (
         rolling

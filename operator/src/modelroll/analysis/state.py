@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..events import Event
 from ..spec import Analysis
 from .gates import ERROR, FAIL, INCONCLUSIVE, PASS, GateVerdict, Measurement, evaluate_measurement
 
@@ -76,7 +77,7 @@ def _summary(verdict: str, verdicts: list[GateVerdict]) -> str:
 
 def fold_measurement(
     run: Mapping[str, Any], analysis: Analysis, measurement: Measurement | None, step: int | None
-) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+) -> tuple[dict[str, Any], list[Event]]:
     """``run`` with ``measurement`` folded in, and the Events to record.
 
     Idempotent: a measurement of another run, one not newer than the last folded, or one
@@ -106,10 +107,10 @@ def fold_measurement(
     out["phase"] = PHASE_OF[verdict]
     out["message"] = _summary(verdict, verdicts)
 
-    events: list[tuple[str, str, str]] = []
+    events: list[Event] = []
     if out["phase"] != old_phase:
         kind = "Warning" if verdict in (FAIL, ERROR) else "Normal"
-        events.append((kind, f"Analysis{verdict}", f"{measurement.scope} analysis: {out['message']}"))
+        events.append(Event(kind, f"Analysis{verdict}", f"{measurement.scope} analysis: {out['message']}"))
     if out["failed"] > analysis.failure_limit:
         worst = _worst(verdicts, FAIL)
         assert worst is not None
@@ -164,7 +165,7 @@ def advance_run(
     measurement: Measurement | None,
     step: int | None,
     restart: bool = False,
-) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+) -> tuple[dict[str, Any], list[Event]]:
     """The (scope, revision) run from status, restarted if asked (a retry), with the
     measurement folded in: what a strategy stores under ``status.analysis``."""
     run = build_run(scope, revision) if restart else current_run(previous, scope, revision)

@@ -23,6 +23,7 @@ from ..actions import Requests
 from ..analysis import state as analysis_state
 from ..analysis.gates import POST_PROMOTION, PRE_PROMOTION
 from ..children import Owner, build_deployment, build_pod_template, revision_of
+from ..events import Event
 from ..observed import Observed, deployment_progress
 from ..spec import Analysis, ModelDeploymentSpec
 from ..traffic.routing import Routing
@@ -86,7 +87,7 @@ def plan_bluegreen(
             aborted = abort_record(
                 rev, analysis_state.REASON_FAILED, f"{scope}Analysis of {label} failed: {run['message']}"
             )
-            events.append(("Warning", analysis_state.REASON_FAILED, aborted["message"]))
+            events.append(Event("Warning", analysis_state.REASON_FAILED, aborted["message"]))
             return False
         due = max(analysis_state.next_due_seconds(run, analysis, now), 1.0)
         requeue = due if requeue is None else min(requeue, due)
@@ -106,7 +107,7 @@ def plan_bluegreen(
                 waiting_analysis = True  # a promote request stays pending until the analysis passes
             elif requests.take(actions.PROMOTE) or requests.take(actions.PROMOTE_FULL) or due:
                 stage, state["switchedAt"] = SWITCHED, stamp(now)
-                events.append(("Normal", "Switched", f"traffic switched to {label}"))
+                events.append(Event("Normal", "Switched", f"traffic switched to {label}"))
             elif auto is not None:
                 left = (ready_at + timedelta(seconds=auto) - now).total_seconds()
                 requeue = left if requeue is None else min(requeue, left)

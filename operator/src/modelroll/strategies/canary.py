@@ -25,6 +25,7 @@ from ..actions import Requests
 from ..analysis import state as analysis_state
 from ..analysis.gates import CANARY_SCOPE
 from ..children import Owner, build_deployment, build_pod_template, revision_of
+from ..events import Event
 from ..observed import Observed, deployment_progress
 from ..spec import ModelDeploymentSpec, Step
 from ..traffic.routing import Routing
@@ -101,7 +102,7 @@ def plan_canary(
             aborted = abort_record(
                 rev, analysis_state.REASON_FAILED, f"analysis of canary {label} failed: {run['message']}"
             )
-            events.append(("Warning", analysis_state.REASON_FAILED, aborted["message"]))
+            events.append(Event("Warning", analysis_state.REASON_FAILED, aborted["message"]))
 
     def analysis_passed(at: int) -> bool:
         return run is None or analysis_state.passed_at(run, at)
@@ -118,7 +119,7 @@ def plan_canary(
     if not aborted:
         if requests.take(actions.PROMOTE_FULL):
             step, started = n_steps, now
-            events.append(("Normal", "PromotedFull", f"{label}: remaining steps skipped by a user"))
+            events.append(Event("Normal", "PromotedFull", f"{label}: remaining steps skipped by a user"))
         while step < n_steps and not requests.paused:
             s = steps[step]
             if s.set_weight is not None:
@@ -146,7 +147,7 @@ def plan_canary(
                 break
             if requests.take(actions.PROMOTE):
                 step, started = step + 1, now
-                events.append(("Normal", "Promoted", f"{label}: pause {step}/{n_steps} promoted by a user"))
+                events.append(Event("Normal", "Promoted", f"{label}: pause {step}/{n_steps} promoted by a user"))
                 continue
             if s.pause_seconds is None:
                 paused_for = f"step {step + 1}/{n_steps}: paused until `kubectl modelroll promote {owner.name}`"

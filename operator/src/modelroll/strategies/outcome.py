@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..events import Event
 from ..traffic.routing import Routing
 
 
@@ -24,7 +25,7 @@ class Outcome:
     routing: Routing = field(default_factory=Routing)
     extra_status: dict[str, Any] = field(default_factory=dict)
     drop_status: tuple[str, ...] = ()  # status keys this strategy no longer uses
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
     # Deployments kept exactly as they run (the stable track during a rollout): never
     # re-applied, only scaled through their scale subresource when the count is wrong.

@@ -12,12 +12,13 @@ from .. import actions
 from .. import conditions as c
 from ..actions import Requests
 from ..children import Owner
+from ..events import Event
 from ..observed import Observed, pod_failure, pods_of_revision
 from ..spec import ModelDeploymentSpec
 from .outcome import Outcome
 from .rolling import plan_rolling
 
-Events = list[tuple[str, str, str]]
+Events = list[Event]
 
 
 def abort_record(revision: str, reason: str, message: str) -> dict[str, str]:
@@ -43,16 +44,20 @@ def open_rollout(
     if not same and previous:
         old = previous.get("version") or previous.get("revision")
         out.events.append(
-            ("Normal", "RolloutRestarted", f"spec changed mid-rollout: {old} replaced by {label}; the {what} restarts")
+            Event(
+                "Normal",
+                "RolloutRestarted",
+                f"spec changed mid-rollout: {old} replaced by {label}; the {what} restarts",
+            )
         )
     elif not same:
-        out.events.append(("Normal", "RolloutStarted", f"{what} of {label} started"))
+        out.events.append(Event("Normal", "RolloutStarted", f"{what} of {label} started"))
     if out.aborted and requests.take(actions.RETRY):
         out.aborted, out.retried = None, True
-        out.events.append(("Normal", "Retry", f"{what} of {label} retried from the start"))
+        out.events.append(Event("Normal", "Retry", f"{what} of {label} retried from the start"))
     if not out.aborted and abortable and requests.take(actions.ABORT):
         out.aborted = abort_record(rev, "Aborted", f"rollout of {label} aborted by a user")
-        out.events.append(("Warning", "Aborted", out.aborted["message"]))
+        out.events.append(Event("Warning", "Aborted", out.aborted["message"]))
     return out
 
 
@@ -84,7 +89,7 @@ def past_deadline(
         return None, deadline_seconds - elapsed + 1, []
     reason, detail = pod_failure(pods_of_revision(observed.pods, rev)) or (c.DEADLINE_EXCEEDED, ready_note)
     aborted = abort_record(rev, reason, f"{what} not Ready within {deadline_seconds}s: {detail}")
-    return aborted, None, [("Warning", reason, aborted["message"])]
+    return aborted, None, [Event("Warning", reason, aborted["message"])]
 
 
 def finish_promotion(

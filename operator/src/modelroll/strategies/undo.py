@@ -14,14 +14,15 @@ from typing import Any
 
 from .. import actions
 from ..actions import Requests
+from ..events import Event
 from .tracks import IDENTITY_KEYS
 
 
 def resolve_pin(
     status: Mapping[str, Any], requests: Requests, generation: int
-) -> tuple[dict[str, Any] | None, list[tuple[str, str, str]]]:
+) -> tuple[dict[str, Any] | None, list[Event]]:
     """The pin in force after this reconcile's requests, and the events they cause."""
-    events: list[tuple[str, str, str]] = []
+    events: list[Event] = []
     pinned = dict(status.get("pinned") or {}) or None
     if pinned and pinned.get("generation") != generation:
         pinned = None  # a new spec supersedes the undo
@@ -34,11 +35,11 @@ def resolve_pin(
         if choices:
             entry = choices[0]
             pinned = {**{k: entry[k] for k in IDENTITY_KEYS if k in entry}, "generation": generation}
-            events.append(("Normal", "Undo", f"rolling back to {entry.get('version') or entry['revision']}"))
+            events.append(Event("Normal", "Undo", f"rolling back to {entry.get('version') or entry['revision']}"))
         else:
             what = f"revision {wanted}" if wanted else "an earlier revision"
-            events.append(("Warning", "UndoFailed", f"undo: {what} is not in status.history"))
+            events.append(Event("Warning", "UndoFailed", f"undo: {what} is not in status.history"))
     if pinned and requests.take(actions.RETRY):
-        events.append(("Normal", "Unpinned", "undo lifted: serving the spec's model again"))
+        events.append(Event("Normal", "Unpinned", "undo lifted: serving the spec's model again"))
         pinned = None
     return pinned, events
