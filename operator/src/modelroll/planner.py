@@ -27,7 +27,8 @@ from .strategies.outcome import Outcome
 from .strategies.rolling import plan_rolling
 from .strategies.tracks import IDENTITY_KEYS, ready_on_track, spec_for
 from .strategies.undo import resolve_pin
-from .traffic import gateway_api, replicas
+from .traffic import router_for
+from .traffic.routing import Router
 
 WARNING_PHASES = {c.DEGRADED, c.FAILED}
 
@@ -89,12 +90,6 @@ def _invalid(subject: Subject, error: SpecError, now: datetime) -> Plan:
     return _finish(subject, status, Plan(), [])
 
 
-def _unsupported(spec: ModelDeploymentSpec) -> str | None:
-    if spec.traffic.gateway_api and spec.strategy.type == "Rolling":
-        return "spec.trafficRouting.gatewayAPI needs strategy Canary or BlueGreen (a rolling update has one track)"
-    return None
-
-
 def _history(previous: Mapping[str, Any], outcome: Outcome, limit: int, now: datetime) -> list[Any]:
     history = list(previous.get("history") or [])
     if outcome.promoted:
@@ -141,27 +136,16 @@ def _finish(subject: Subject, status: dict[str, Any], plan: Plan, events: list[E
     )
 
 
-def effective_weights(outcome: Outcome, observed: Observed, gateway: bool, rolling: bool) -> dict[str, int]:
-    """The split the ready Pods really get, not the wish: weight only reaches a track
-    whose Pods are Ready (with the verified model loaded). A rolling update has one track,
-    so there the split is between the ready Pods of the old and the new revision."""
+def _ready_split(outcome: Outcome, observed: Observed, rolling: bool) -> tuple[int, int]:
+    """Ready Pods (stable, canary) the router splits traffic between. A rolling update has
+    one track, so there the split is between the ready Pods of the old and the new revision."""
     if rolling:
-        stable, canary = (outcome.stable or {}).get("readyReplicas", 0), (outcome.canary or {}).get("readyReplicas", 0)
-    else:
-        stable, canary = ready_on_track(observed, TRACK_STABLE), ready_on_track(observed, TRACK_CANARY)
-    if outcome.routing.active:
-        share = 100 if outcome.routing.active == TRACK_CANARY and canary else 0
-    elif gateway:
-        share = outcome.routing.canary_weight if canary else 0
-    elif not canary:
-        share = 0
-    else:
-        share = round(100 * canary / (stable + canary))
-    return {"stable": 100 - share, "canary": share}
+        return (outcome.stable or {}).get("readyReplicas", 0), (outcome.canary or {}).get("readyReplicas", 0)
+    return ready_on_track(observed, TRACK_STABLE), ready_on_track(observed, TRACK_CANARY)
 
 
 def _strategy(
-    spec: ModelDeploymentSpec, subject: Subject, observed: Observed, now: datetime, image: str
+    spec: ModelDeploymentSpec, subject: Subject, observed: Observed, now: datetime, image: str, router: Router
 ) -> tuple[Outcome, dict[str, str]]:
     requests = read_requests(subject.annotations, subject.status)
     owner, status = subject.owner, subject.status
@@ -182,8 +166,9 @@ def _strategy(
         )
         return outcome, requests.acknowledged_after()
     if spec.strategy.type == "Canary":
-        ratio = gateway_api.canary_replicas if spec.traffic.gateway_api else replicas.canary_replicas
-        outcome = plan_canary(spec, owner, observed, status, requests, now, timestamp, image, ratio)
+        outcome = plan_canary(
+            spec, owner, observed, status, requests, now, timestamp, image, lambda w, n: router.replicas(w, n)[1]
+        )
     elif spec.strategy.type == "BlueGreen":
         outcome = plan_bluegreen(spec, owner, observed, status, requests, now, timestamp, image)
     else:
@@ -198,18 +183,14 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
         spec = parse_spec(subject.spec)
     except SpecError as error:
         return _invalid(subject, error, now)
-    unsupported = _unsupported(spec)
-    if unsupported:
-        return _invalid(subject, SpecError("spec", unsupported), now)
+    router = router_for(spec)  # the one place that looks at which router the spec asks for
+    refusal = router.refusal()
+    if refusal:
+        return _invalid(subject, SpecError("spec", refusal), now)
 
     image = spec.server.image or image
-    outcome, acknowledged = _strategy(spec, subject, observed, now, image)
-    gateway = spec.traffic.gateway_api
-    if gateway:
-        routing = gateway_api.build_gateway_routing(owner, spec.traffic, outcome.routing)
-    else:
-        routing = replicas.build_replica_routing(owner, outcome.routing, spec.strategy.type != "Rolling")
-    desired = outcome.children + routing
+    outcome, acknowledged = _strategy(spec, subject, observed, now, image, router)
+    desired = outcome.children + router.build(owner, outcome.routing)
     events = list(outcome.events)
     rolling = spec.strategy.type == "Rolling"
     if (
@@ -252,7 +233,7 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
         status["stable"] = outcome.stable
     if outcome.canary:
         status["canary"] = outcome.canary
-    status["weights"] = effective_weights(outcome, observed, gateway, rolling)
+    status["weights"] = router.weights(outcome.routing, *_ready_split(outcome, observed, rolling))
     live = observed.deployments
     body = Plan(
         apply=tuple(_changed_children(desired, observed)),

@@ -4,13 +4,14 @@ and a RequestMirror filter for shadow traffic (pure)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 
 from ..children import SERVICE_PORT, Owner, build_service, child_metadata, with_hash
-from ..spec import TrafficRouting
-from .routing import Routing
+from ..spec import ModelDeploymentSpec, TrafficRouting
+from .routing import Routing, switched_weights
 
 
 def canary_replicas(weight: int, stable_replicas: int) -> int:
@@ -71,3 +72,29 @@ def build_gateway_routing(owner: Owner, traffic: TrafficRouting, routing: Routin
     if routing.preview:
         objs.append(build_service(owner, f"{owner.name}-preview", TRACK_CANARY))
     return objs
+
+
+@dataclass(frozen=True)
+class GatewayAPI:
+    spec: ModelDeploymentSpec
+
+    @staticmethod
+    def applies(spec: ModelDeploymentSpec) -> bool:
+        return spec.traffic.gateway_api
+
+    def refusal(self) -> str | None:
+        if self.spec.strategy.type == "Rolling":
+            return "spec.trafficRouting.gatewayAPI needs strategy Canary or BlueGreen (a rolling update has one track)"
+        return None
+
+    def replicas(self, weight: int, replicas: int) -> tuple[int, int]:
+        return replicas, canary_replicas(weight, replicas)
+
+    def build(self, owner: Owner, routing: Routing) -> list[dict[str, Any]]:
+        return build_gateway_routing(owner, self.spec.traffic, routing)
+
+    def weights(self, routing: Routing, stable_ready: int, canary_ready: int) -> dict[str, int]:
+        if routing.active:
+            return switched_weights(routing.active, canary_ready)
+        share = routing.canary_weight if canary_ready else 0  # the route sets the split
+        return {"stable": 100 - share, "canary": share}
