@@ -8,27 +8,28 @@ makes the same decision again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 
+from . import actions
 from . import conditions as c
-from .actions import read_requests
+from .actions import Requests, Settlement, read_requests, settle
 from .children import HASH_ANNOTATION, Owner, selector_string
 from .events import Event
 from .observed import Observed
-from .spec import ModelDeploymentSpec, SpecError, parse_spec
+from .spec import SpecError, parse_spec
 from .strategies.bluegreen import plan_bluegreen
 from .strategies.canary import plan_canary
+from .strategies.context import Context
 from .strategies.outcome import Outcome
 from .strategies.rolling import plan_rolling
 from .strategies.tracks import IDENTITY_KEYS, ready_on_track, spec_for
 from .strategies.undo import resolve_pin
 from .traffic import router_for
-from .traffic.routing import Router
 
 WARNING_PHASES = {c.DEGRADED, c.FAILED}
 
@@ -69,8 +70,17 @@ def timestamp(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _invalid(subject: Subject, error: SpecError, now: datetime) -> Plan:
+def _set_actions(status: dict[str, Any], settled: Settlement) -> None:
+    status.pop("deferred", None)
+    if settled.acknowledged:
+        status["acknowledged"] = settled.acknowledged
+    if settled.deferred:
+        status["deferred"] = settled.deferred
+
+
+def _invalid(subject: Subject, requests: Requests, error: SpecError, now: datetime) -> Plan:
     message = f"invalid spec: {error}"
+    settled = settle(requests, subject.status, (), (), {}, None, "the spec is invalid")
     status = {
         **subject.status,
         "observedGeneration": subject.generation,
@@ -87,7 +97,8 @@ def _invalid(subject: Subject, error: SpecError, now: datetime) -> Plan:
             subject.generation,
         ),
     }
-    return _finish(subject, status, Plan(), [])
+    _set_actions(status, settled)
+    return _finish(subject, status, Plan(), settled.events)
 
 
 def _history(previous: Mapping[str, Any], outcome: Outcome, limit: int, now: datetime) -> list[Any]:
@@ -144,74 +155,88 @@ def _ready_split(outcome: Outcome, observed: Observed, rolling: bool) -> tuple[i
     return ready_on_track(observed, TRACK_STABLE), ready_on_track(observed, TRACK_CANARY)
 
 
-def _strategy(
-    spec: ModelDeploymentSpec, subject: Subject, observed: Observed, now: datetime, image: str, router: Router
-) -> tuple[Outcome, dict[str, str]]:
-    requests = read_requests(subject.annotations, subject.status)
-    owner, status = subject.owner, subject.status
-    pinned, pin_events = resolve_pin(status, requests, subject.generation)
+STRATEGIES: dict[str, Callable[[Context], Outcome]] = {
+    "Rolling": plan_rolling,
+    "Canary": plan_canary,
+    "BlueGreen": plan_bluegreen,
+}
+
+
+def _pinned(ctx: Context, pinned: Mapping[str, Any]) -> Outcome:
+    """Serve the revision an undo pinned, as a rolling update of the stable track."""
+    outcome = plan_rolling(replace(ctx, spec=spec_for(ctx.spec, pinned)))
+    name, asked = ctx.owner.name, ctx.spec.model.version or "the spec's model"
+    note = (
+        f"; pinned to {pinned.get('version') or pinned['revision']} by undo while spec asks for {asked} "
+        f"(change the spec or `kubectl modelroll retry {name}`)"
+    )
+    why = f"serving {pinned.get('version') or pinned['revision']}, pinned by undo"
+    return replace(
+        outcome,
+        message=outcome.message + note,
+        extra_status={"pinned": pinned},
+        drop_status=("currentStep", "stepStartedAt", "aborted", "blueGreen"),
+        declined={action: why for action in actions.ONE_SHOT},
+    )
+
+
+def _strategy(ctx: Context, generation: int) -> Outcome:
+    """Undo first (it decides which revision is wanted), then the spec's strategy."""
+    pinned, pin_events, pin_acted = resolve_pin(ctx.status, ctx.requests, generation)
+    ctx = replace(ctx, requests=ctx.requests.without(pin_acted))
     if pinned:
-        outcome = plan_rolling(spec_for(spec, pinned), owner, observed, status, image)
-        asked = spec.model.version or "the spec's model"
-        note = (
-            f"; pinned to {pinned.get('version') or pinned['revision']} by undo while spec asks for {asked} "
-            f"(change the spec or `kubectl modelroll retry {owner.name}`)"
-        )
-        outcome = replace(
-            outcome,
-            message=outcome.message + note,
-            extra_status={"pinned": pinned},
-            drop_status=("currentStep", "stepStartedAt", "aborted", "blueGreen"),
-            events=pin_events + outcome.events,
-        )
-        return outcome, requests.acknowledged_after()
-    if spec.strategy.type == "Canary":
-        outcome = plan_canary(
-            spec, owner, observed, status, requests, now, timestamp, image, lambda w, n: router.replicas(w, n)[1]
-        )
-    elif spec.strategy.type == "BlueGreen":
-        outcome = plan_bluegreen(spec, owner, observed, status, requests, now, timestamp, image)
+        outcome = _pinned(ctx, pinned)
     else:
-        outcome = plan_rolling(spec, owner, observed, status, image)
-    outcome = replace(outcome, events=pin_events + outcome.events, drop_status=(*outcome.drop_status, "pinned"))
-    return outcome, requests.acknowledged_after()
+        outcome = STRATEGIES[ctx.spec.strategy.type](ctx)
+        outcome = replace(outcome, drop_status=(*outcome.drop_status, "pinned"))
+    return replace(outcome, events=pin_events + outcome.events, acted=outcome.acted | pin_acted)
+
+
+def _nothing_to_do(ctx: Context, outcome: Outcome) -> str:
+    """Why a pending action had nothing to act on, when the strategy did not say."""
+    if outcome.canary is None:
+        return "no rollout in progress"
+    return (
+        "a rolling update has no steps to promote and cannot be aborted "
+        f"(`kubectl modelroll undo {ctx.owner.name}` rolls back)"
+    )
 
 
 def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Plan:
     owner = subject.owner
+    requests = read_requests(subject.annotations, subject.status)
     try:
         spec = parse_spec(subject.spec)
     except SpecError as error:
-        return _invalid(subject, error, now)
+        return _invalid(subject, requests, error, now)
     router = router_for(spec)  # the one place that looks at which router the spec asks for
     refusal = router.refusal()
     if refusal:
-        return _invalid(subject, SpecError("spec", refusal), now)
+        return _invalid(subject, requests, SpecError("spec", refusal), now)
 
-    image = spec.server.image or image
-    outcome, acknowledged = _strategy(spec, subject, observed, now, image, router)
+    ctx = Context(spec, owner, observed, subject.status, requests, now, spec.server.image or image, router)
+    outcome = _strategy(ctx, subject.generation)
+    rollout = (outcome.canary or {}).get("revision")
+    settled = settle(
+        requests,
+        subject.status,
+        outcome.acted,
+        outcome.deferred,
+        outcome.declined,
+        rollout,
+        _nothing_to_do(ctx, outcome),
+    )
     desired = outcome.children + router.build(owner, outcome.routing)
-    events = list(outcome.events)
+    events = list(outcome.events) + settled.events
     rolling = spec.strategy.type == "Rolling"
-    if (
-        rolling
-        and outcome.canary
-        and (subject.status.get("canary") or {}).get("revision") != outcome.canary["revision"]
-    ):
-        events.append(
-            Event(
-                "Normal", "RolloutStarted", f"rolling out {outcome.canary.get('version') or outcome.canary['revision']}"
-            )
-        )
+    if rolling and outcome.canary and (subject.status.get("canary") or {}).get("revision") != rollout:
+        events.append(Event("Normal", "RolloutStarted", f"rolling out {outcome.canary.get('version') or rollout}"))
     if outcome.promoted:
-        events.append(
-            Event(
-                "Normal", "Promoted", f"{outcome.promoted.get('version') or outcome.promoted['revision']} is now stable"
-            )
-        )
+        label = outcome.promoted.get("version") or outcome.promoted["revision"]
+        events.append(Event("Normal", "Promoted", f"{label} is now stable"))
 
     status: dict[str, Any] = {
-        **{k: v for k, v in subject.status.items() if k not in ("canary", *outcome.drop_status)},
+        **{k: v for k, v in subject.status.items() if k not in ("canary", "deferred", *outcome.drop_status)},
         "observedGeneration": subject.generation,
         "phase": outcome.phase,
         "reason": outcome.reason,
@@ -227,8 +252,7 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
         "history": _history(subject.status, outcome, spec.revision_history_limit, now),
         **outcome.extra_status,
     }
-    if acknowledged:
-        status["acknowledged"] = acknowledged
+    _set_actions(status, settled)
     if outcome.stable:
         status["stable"] = outcome.stable
     if outcome.canary:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,3 +31,8 @@ class Outcome:
     # Deployments kept exactly as they run (the stable track during a rollout): never
     # re-applied, only scaled through their scale subresource when the count is wrong.
     held: dict[str, int] = field(default_factory=dict)  # Deployment name -> replicas
+    # Manual actions: what this reconcile acted on, what it deliberately defers within this
+    # rollout, and why it did nothing for the others (the planner settles them all).
+    acted: frozenset[str] = frozenset()
+    deferred: frozenset[str] = frozenset()
+    declined: Mapping[str, str] = field(default_factory=dict)

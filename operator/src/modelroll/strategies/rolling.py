@@ -13,21 +13,16 @@ from typing import Any
 from modelroll_contract import TRACK_STABLE
 
 from .. import conditions as c
-from ..children import Owner, build_deployment, build_hpa, build_pod_template, revision_of
-from ..observed import Observed, deployment_progress, pod_failure, pods_of_revision
-from ..spec import ModelDeploymentSpec
+from ..children import build_deployment, build_hpa, revision_of
+from ..observed import pod_failure, pods_of_revision
+from .context import Context
 from .outcome import Outcome
 from .tracks import identity, track_status
 
 
-def plan_rolling(
-    spec: ModelDeploymentSpec,
-    owner: Owner,
-    observed: Observed,
-    previous: Mapping[str, Any],
-    image: str,
-) -> Outcome:
-    template = build_pod_template(spec, owner, TRACK_STABLE, image)
+def plan_rolling(ctx: Context) -> Outcome:
+    spec, owner, observed, previous = ctx.spec, ctx.owner, ctx.observed, ctx.status
+    template = ctx.template(TRACK_STABLE)
     revision = revision_of(template)
     want = spec.replicas
     children = [build_deployment(spec, owner, TRACK_STABLE, template, want)]
@@ -37,7 +32,7 @@ def plan_rolling(
     target = identity(spec, revision)
     before: Mapping[str, Any] = previous.get("stable") or {}
     first_rollout = not before or before.get("revision") == revision
-    progress = deployment_progress(observed.deployments.get(f"{owner.name}-{TRACK_STABLE}"), revision)
+    progress = ctx.progress(TRACK_STABLE, revision)
     label = spec.model.version or revision
     common: dict[str, Any] = {
         "children": children,

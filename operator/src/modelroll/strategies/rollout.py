@@ -1,107 +1,273 @@
-"""What every two-track rollout (canary, blue-green) decides first: is this the rollout
-already under way, is it aborted, and did a person ask to retry or abort it (pure)."""
+"""The two-track skeleton canary and blue-green share (pure).
+
+Both put the spec's revision on the canary track beside the stable one, and one reconcile of
+either runs the same short steps on a ``TwoTrack``: ``open`` (is this the rollout already
+under way, was it retried or aborted), ``analyse`` (fold the controller's measurement; too
+many failures abort like a user's abort), the strategy's own steps (canary weights, blue-green
+stages), then ``stable_track`` and one of ``promoted``, ``outcome`` to report. Manual actions
+are never consumed here: a step calls ``act`` / ``defer`` and the planner settles them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from modelroll_contract import TRACK_CANARY, TRACK_STABLE
+
 from .. import actions
 from .. import conditions as c
-from ..actions import Requests
-from ..children import Owner
-from ..events import Event
-from ..observed import Observed, pod_failure, pods_of_revision
-from ..spec import ModelDeploymentSpec
+from ..analysis import state as analysis_state
+from ..analysis.gates import CANARY_SCOPE
+from ..children import build_deployment, revision_of
+from ..events import Event, normal, warning
+from ..observed import pod_failure, pods_of_revision
+from ..spec import Analysis
+from ..traffic.routing import Routing
+from .context import Context
 from .outcome import Outcome
 from .rolling import plan_rolling
+from .tracks import hold_or_rebuild, identity, track_status
 
-Events = list[Event]
+ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted")
 
 
 def abort_record(revision: str, reason: str, message: str) -> dict[str, str]:
     return {"revision": revision, "reason": reason, "message": message}
 
 
-@dataclass
-class Rollout:
-    same: bool  # status already describes the rollout of this revision
-    aborted: dict[str, str] | None
-    retried: bool  # a retry restarted it in this reconcile
-    events: Events = field(default_factory=list)
+def steady(ctx: Context, routing: Routing, extra: dict[str, Any]) -> Outcome:
+    """No rollout in progress (first revision, or stable is the spec's): plain Rolling on the
+    stable track; the canary track and the rollout bookkeeping go away."""
+    out = plan_rolling(ctx)
+    return replace(out, routing=routing, extra_status=extra, drop_status=ROLLOUT_KEYS + ("blueGreen",))
 
 
-def open_rollout(
-    status: Mapping[str, Any], rev: str, label: str, requests: Requests, what: str, abortable: bool = True
-) -> Rollout:
-    """Start, restart, retry or abort the rollout of ``rev`` (``what``: e.g. "canary rollout")."""
-    previous = status.get("canary") or {}
-    same = previous.get("revision") == rev
-    aborted = status.get("aborted") if (status.get("aborted") or {}).get("revision") == rev else None
-    out = Rollout(same=same, aborted=aborted, retried=False)
-    if not same and previous:
-        old = previous.get("version") or previous.get("revision")
-        out.events.append(
-            Event(
-                "Normal",
-                "RolloutRestarted",
-                f"spec changed mid-rollout: {old} replaced by {label}; the {what} restarts",
+class TwoTrack:
+    """One reconcile of the rollout of the spec's revision on the canary track."""
+
+    def __init__(self, ctx: Context, what: str) -> None:
+        self.template = ctx.template(TRACK_CANARY)
+        self.rev = revision_of(self.template)
+        # An action deferred by the rollout of another revision is not this rollout's.
+        self.ctx = replace(ctx, requests=ctx.requests.for_rollout(self.rev))
+        self.what = what  # e.g. "canary rollout"
+        self.target = identity(ctx.spec, self.rev)
+        self.stable: Mapping[str, Any] = ctx.status.get("stable") or {}
+        self.label = ctx.spec.model.version or self.rev
+        self.same = (ctx.status.get("canary") or {}).get("revision") == self.rev
+        aborted = ctx.status.get("aborted") or {}
+        self.aborted: dict[str, str] | None = dict(aborted) if aborted.get("revision") == self.rev else None
+        self.retried = False
+        self.run: dict[str, Any] | None = None  # the analysis run, kept in status.analysis
+        self.events: list[Event] = []
+        self.acted: set[str] = set()
+        self.deferred: set[str] = set()
+        self.declined: dict[str, str] = {}
+        self.requeue: float | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        return bool(self.stable) and self.stable.get("revision") != self.rev
+
+    @property
+    def old(self) -> str:
+        return str(self.stable.get("version") or self.stable["revision"])
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def act(self, action: str) -> bool:
+        """True (and reported as acted on) if a person asked for ``action``; once only."""
+        if self.ctx.requests.has(action) and action not in self.acted:
+            self.acted.add(action)
+            return True
+        return False
+
+    def defer(self, action: str) -> None:
+        """Keep ``action`` for a later reconcile of this same rollout."""
+        if self.ctx.requests.has(action):
+            self.deferred.add(action)
+
+    def wait(self, seconds: float) -> None:
+        self.requeue = seconds if self.requeue is None else min(self.requeue, seconds)
+
+    def fail(self, reason: str, message: str) -> None:
+        self.aborted = abort_record(self.rev, reason, message)
+        self.events.append(warning(reason, message))
+
+    def open(self, abortable: bool = True) -> None:
+        """Start, restart, retry or abort the rollout."""
+        previous = self.ctx.status.get("canary") or {}
+        if not self.same and previous:
+            was = previous.get("version") or previous.get("revision")
+            self.events.append(
+                normal(
+                    "RolloutRestarted",
+                    f"spec changed mid-rollout: {was} replaced by {self.label}; the {self.what} restarts",
+                )
             )
+        elif not self.same:
+            self.events.append(normal("RolloutStarted", f"{self.what} of {self.label} started"))
+        if self.aborted and self.act(actions.RETRY):
+            self.aborted, self.retried = None, True
+            self.events.append(normal("Retry", f"{self.what} of {self.label} retried from the start"))
+        if not self.aborted and abortable and self.act(actions.ABORT):
+            self.fail("Aborted", f"rollout of {self.label} aborted by a user")
+
+    def analyse(self, analysis: Analysis | None, scope: str, step: int | None, measure: bool = True) -> bool:
+        """Fold the controller's measurement into the (scope, revision) run; True if the run's
+        latest measurement passed at ``step``. A failed run aborts the rollout."""
+        if analysis is None:
+            return True
+        measurement = self.ctx.observed.measurement if measure and not self.aborted else None
+        self.run, found = analysis_state.advance_run(
+            self.ctx.status.get("analysis"), analysis, scope, self.rev, measurement, step, restart=self.retried
         )
-    elif not same:
-        out.events.append(Event("Normal", "RolloutStarted", f"{what} of {label} started"))
-    if out.aborted and requests.take(actions.RETRY):
-        out.aborted, out.retried = None, True
-        out.events.append(Event("Normal", "Retry", f"{what} of {label} retried from the start"))
-    if not out.aborted and abortable and requests.take(actions.ABORT):
-        out.aborted = abort_record(rev, "Aborted", f"rollout of {label} aborted by a user")
-        out.events.append(Event("Warning", "Aborted", out.aborted["message"]))
-    return out
+        self.events.extend(found)
+        if self.run.get("outcome"):
+            if not self.aborted:
+                name = "analysis of canary" if scope == CANARY_SCOPE else f"{scope}Analysis of"
+                self.fail(analysis_state.REASON_FAILED, f"{name} {self.label} failed: {self.run['message']}")
+            return False
+        return analysis_state.passed_at(self.run, step)
 
+    def passed(self, step: int | None) -> bool:
+        """Whether analysis lets ``step`` end (always, without analysis)."""
+        return self.run is None or analysis_state.passed_at(self.run, step)
 
-def aborted_outcome(common: Mapping[str, Any], aborted: Mapping[str, str], serving: str, message: str) -> Outcome:
-    """Degraded with the abort's reason; the stable model (``serving``) still answers."""
-    reason = aborted["reason"]
-    verified = False if reason == c.INTEGRITY_MISMATCH else None
-    return Outcome(
-        **common,
-        phase=c.DEGRADED,
-        reason=reason,
-        message=message,
-        conditions=[
-            c.condition(c.READY, True, c.ALL_READY, f"{serving} serving"),
-            c.condition(c.PROGRESSING_COND, False, reason, message),
-            c.condition(c.DEGRADED_COND, True, reason, message),
-            c.condition(c.MODEL_VERIFIED, verified, reason, aborted["message"]),
-        ],
-    )
+    def wait_for_measurement(self, analysis: Analysis | None) -> None:
+        """Come back when the next measurement is due (at most once a second)."""
+        if analysis is not None and self.run is not None and not self.aborted and not self.run.get("outcome"):
+            self.wait(max(analysis_state.next_due_seconds(self.run, analysis, self.ctx.now), 1.0))
 
+    def check_deadline(self, started: datetime, what: str, ready_note: str) -> None:
+        """Abort once ``what`` has had its progress deadline without becoming Ready, with the
+        reason its Pods give; else come back when the deadline falls."""
+        deadline = self.ctx.spec.progress_deadline_seconds
+        elapsed = (self.ctx.now - started).total_seconds()
+        if elapsed <= deadline:
+            self.wait(deadline - elapsed + 1)
+            return
+        pods = pods_of_revision(self.ctx.observed.pods, self.rev)
+        reason, detail = pod_failure(pods) or (c.DEADLINE_EXCEEDED, ready_note)
+        self.fail(reason, f"{what} not Ready within {deadline}s: {detail}")
 
-def past_deadline(
-    deadline_seconds: int, observed: Observed, rev: str, started: datetime, now: datetime, what: str, ready_note: str
-) -> tuple[dict[str, str] | None, float | None, Events]:
-    """(abort record, None, events) once ``what`` has had its deadline without becoming Ready
-    — with the reason its Pods give — else (None, seconds until the deadline, [])."""
-    elapsed = (now - started).total_seconds()
-    if elapsed <= deadline_seconds:
-        return None, deadline_seconds - elapsed + 1, []
-    reason, detail = pod_failure(pods_of_revision(observed.pods, rev)) or (c.DEADLINE_EXCEEDED, ready_note)
-    aborted = abort_record(rev, reason, f"{what} not Ready within {deadline_seconds}s: {detail}")
-    return aborted, None, [Event("Warning", reason, aborted["message"])]
+    # --- children and report -----------------------------------------------------------------
 
+    def stable_track(self, promoting: bool, replicas: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """(children, held) for the stable track: rolled to the new revision once promoting,
+        else held as it runs (only scaled), or rebuilt if it was deleted or changed."""
+        ctx = self.ctx
+        if promoting:
+            template = ctx.template(TRACK_STABLE)
+        else:
+            rebuilt = hold_or_rebuild(ctx, TRACK_STABLE, self.stable)
+            if rebuilt is None:
+                return [], {ctx.name(TRACK_STABLE): replicas}
+            template = rebuilt
+        return [build_deployment(ctx.spec, ctx.owner, TRACK_STABLE, template, replicas)], {}
 
-def finish_promotion(
-    spec: ModelDeploymentSpec,
-    owner: Owner,
-    observed: Observed,
-    status: Mapping[str, Any],
-    image: str,
-    target: Mapping[str, Any],
-    **fields: Any,
-) -> Outcome:
-    """Every stable Pod runs ``target``: report it as a completed Rolling update would (which also
-    records the promotion in history); ``fields`` override the routing and status bookkeeping."""
-    done = plan_rolling(spec, owner, observed, {**status, "stable": target}, image)
-    return replace(done, **fields)
+    def promoted(self, routing: Routing, extra: dict[str, Any], drop: tuple[str, ...]) -> Outcome:
+        """Every stable Pod runs the new revision: report it as a completed Rolling update
+        would (which also records the promotion in history)."""
+        done = plan_rolling(replace(self.ctx, status={**self.ctx.status, "stable": self.target}))
+        return replace(
+            done, routing=routing, events=self.events, extra_status=extra, drop_status=drop, acted=frozenset(self.acted)
+        )
+
+    def _decline(self, finishing: str | None, abortable: bool) -> dict[str, str]:
+        """Why a pending action had nothing to act on, for the Event that acknowledges it."""
+        out = {actions.RETRY: f"the rollout of {self.label} is not aborted"}
+        if self.aborted:
+            stopped = (
+                f"the rollout of {self.label} is aborted (`kubectl modelroll retry {self.ctx.owner.name}` restarts it)"
+            )
+            out |= {actions.PROMOTE: stopped, actions.PROMOTE_FULL: stopped}
+            out[actions.ABORT] = f"the rollout of {self.label} is already aborted"
+        elif finishing:
+            out |= {actions.PROMOTE: finishing, actions.PROMOTE_FULL: finishing}
+        if not self.aborted and not abortable:
+            out[actions.ABORT] = finishing or f"the rollout of {self.label} can no longer be aborted"
+        if self.ctx.requests.paused:
+            out.setdefault(
+                actions.PROMOTE, f"paused by a user (`kubectl modelroll resume {self.ctx.owner.name}` first)"
+            )
+        return out
+
+    def outcome(
+        self,
+        *,
+        canary: dict[str, Any],
+        children: list[dict[str, Any]],
+        held: dict[str, int],
+        routing: Routing,
+        extra: dict[str, Any],
+        phase: str,
+        reason: str,
+        message: str,
+        serving: str,
+        pods: str,
+        finishing: str | None = None,
+        abortable: bool = True,
+    ) -> Outcome:
+        """The report of a rollout in progress (or aborted, with the abort's reason)."""
+        stable_now = track_status(self.stable, self.ctx.observed, TRACK_STABLE)
+        if self.aborted:
+            extra = {**extra, "aborted": self.aborted}
+        if self.run is not None:
+            extra = {**extra, "analysis": self.run}
+        common: dict[str, Any] = dict(
+            children=children,
+            stable=stable_now,
+            canary=canary,
+            held=held,
+            events=self.events,
+            requeue_after=self.requeue,
+            replicas=stable_now["replicas"] + canary["replicas"],
+            ready_replicas=stable_now["readyReplicas"] + canary["readyReplicas"],
+            desired_replicas=self.ctx.replicas,
+            extra_status=extra,
+            drop_status=() if self.aborted else ("aborted",),
+            routing=routing,
+            acted=frozenset(self.acted),
+            deferred=frozenset(self.deferred),
+            declined=self._decline(finishing, abortable),
+        )
+        if self.aborted:
+            why = self.aborted["reason"]
+            verified_now = False if why == c.INTEGRITY_MISMATCH else None
+            return Outcome(
+                **common,
+                phase=c.DEGRADED,
+                reason=why,
+                message=message,
+                conditions=[
+                    c.condition(c.READY, True, c.ALL_READY, f"{self.old} serving"),
+                    c.condition(c.PROGRESSING_COND, False, why, message),
+                    c.condition(c.DEGRADED_COND, True, why, message),
+                    c.condition(c.MODEL_VERIFIED, verified_now, why, self.aborted["message"]),
+                ],
+            )
+        ready = canary["readyReplicas"]
+        verified = (
+            f"{ready} {pods} Pod(s) loaded the verified model" if ready else f"waiting for a {pods} Pod to load it"
+        )
+        return Outcome(
+            **common,
+            phase=phase,
+            reason=reason,
+            message=message,
+            conditions=[
+                c.condition(c.READY, True, c.ALL_READY, f"{serving} serving"),
+                c.condition(c.PROGRESSING_COND, True, reason, message),
+                c.condition(c.DEGRADED_COND, False, c.AS_EXPECTED, "no problems found"),
+                c.condition(
+                    c.MODEL_VERIFIED,
+                    True if ready else None,
+                    c.DIGEST_VERIFIED if ready else c.WAITING_FOR_PODS,
+                    verified,
+                ),
+            ],
+        )

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelroll_contract import LABEL_REVISION, LABEL_TRACK
 
-from ..children import Owner, build_pod_template
+from ..children import build_pod_template
 from ..observed import Observed, pod_is_ready
 from ..spec import ModelDeploymentSpec
+
+if TYPE_CHECKING:
+    from .context import Context
 
 IDENTITY_KEYS = ("revision", "version", "digest", "uri", "format", "method")
 
@@ -65,26 +68,18 @@ def spec_for(spec: ModelDeploymentSpec, ident: Mapping[str, Any]) -> ModelDeploy
     return dataclasses.replace(spec, model=model)
 
 
-def hold_or_rebuild(
-    observed: Observed,
-    name: str,
-    spec: ModelDeploymentSpec,
-    owner: Owner,
-    track: str,
-    ident: Mapping[str, Any],
-    image: str,
-) -> dict[str, Any] | None:
+def hold_or_rebuild(ctx: Context, track: str, ident: Mapping[str, Any]) -> dict[str, Any] | None:
     """None if Deployment ``name`` runs ``ident`` and should be held as it is; otherwise the
     Pod template to rebuild it with (it was deleted, or runs something else).
 
     While a new revision is tried, the stable track keeps exactly what it runs, whatever the
     spec says now, so it is held rather than re-applied.
     """
-    dep = observed.deployments.get(name)
+    dep = ctx.observed.deployments.get(ctx.name(track))
     template = (dep or {}).get("spec", {}).get("template") or {}
     if (template.get("metadata", {}).get("labels", {}) or {}).get(LABEL_REVISION) == ident.get("revision"):
         return None
-    return build_pod_template(spec_for(spec, ident), owner, track, image)
+    return build_pod_template(spec_for(ctx.spec, ident), ctx.owner, track, ctx.image)
 
 
 def parse_time(text: str | None, default: datetime) -> datetime:

@@ -20,14 +20,17 @@ from .tracks import IDENTITY_KEYS
 
 def resolve_pin(
     status: Mapping[str, Any], requests: Requests, generation: int
-) -> tuple[dict[str, Any] | None, list[Event]]:
-    """The pin in force after this reconcile's requests, and the events they cause."""
+) -> tuple[dict[str, Any] | None, list[Event], set[str]]:
+    """The pin in force after this reconcile's requests, the events they cause, and the
+    actions acted on (an undo always is: rolled back, or refused with a Warning)."""
     events: list[Event] = []
+    acted: set[str] = set()
     pinned = dict(status.get("pinned") or {}) or None
     if pinned and pinned.get("generation") != generation:
         pinned = None  # a new spec supersedes the undo
-    token = requests.take(actions.UNDO)
+    token = requests.pending.get(actions.UNDO)
     if token:
+        acted.add(actions.UNDO)
         history = list(status.get("history") or [])
         wanted = token.partition("/")[2]
         current = (status.get("stable") or {}).get("revision")
@@ -39,7 +42,8 @@ def resolve_pin(
         else:
             what = f"revision {wanted}" if wanted else "an earlier revision"
             events.append(Event("Warning", "UndoFailed", f"undo: {what} is not in status.history"))
-    if pinned and requests.take(actions.RETRY):
+    if pinned and requests.has(actions.RETRY):
+        acted.add(actions.RETRY)
         events.append(Event("Normal", "Unpinned", "undo lifted: serving the spec's model again"))
         pinned = None
-    return pinned, events
+    return pinned, events, acted
