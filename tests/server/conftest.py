@@ -124,6 +124,8 @@ def parse_metrics(text: str) -> dict[str, float]:
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELROLL_SERVER_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
+    # no gRPC unless a test asks (--grpc-port): the default port is one for every server
+    env["MODELROLL_SERVER_GRPC_PORT"] = "0"
     env.update(extra or {})
     return env
 

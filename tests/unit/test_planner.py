@@ -6,7 +6,7 @@ import pytest
 from modelroll.children import HASH_ANNOTATION, Owner
 from modelroll.observed import Observed
 from modelroll.planner import ChildRef, Subject, plan
-from modelroll_contract import LABEL_NAME, LABEL_REVISION, LABEL_TRACK
+from modelroll_contract import GRPC_PORT, LABEL_NAME, LABEL_REVISION, LABEL_TRACK, SERVER_PORT
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LATER = datetime(2026, 11, 22, 12, 5, tzinfo=UTC)
@@ -95,6 +95,24 @@ def test_pod_template_is_restricted_and_verifies_the_digest():
         assert container["resources"] == {"requests": {"cpu": "500m"}} and container["image"] == IMAGE
     assert pod_spec["nodeSelector"] == {"pool": "ml"}
     assert dep["spec"]["replicas"] == 2 and dep["spec"]["progressDeadlineSeconds"] == 600
+
+
+def test_pods_and_services_expose_http_and_grpc():
+    result = plan(subject(raw_spec()), Observed(), NOW, IMAGE)
+    dep = next(o for o in result.apply if o["kind"] == "Deployment")
+    server = dep["spec"]["template"]["spec"]["containers"][0]
+    assert server["ports"] == [
+        {"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+    ]
+    services = [o for o in result.apply if o["kind"] == "Service"]
+    assert len(services) == 2
+    for svc in services:
+        assert svc["spec"]["ports"] == [
+            {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+            {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
+             "appProtocol": "kubernetes.io/h2c"},
+        ]  # fmt: skip
 
 
 def test_ready_deployment_is_healthy_and_recorded_in_history():

@@ -24,6 +24,7 @@ from modelroll_contract import (
     ENV_TRACK,
     ENV_VERSION,
     ENV_WORKERS,
+    GRPC_PORT,
     LABEL_MANAGED_BY,
     LABEL_NAME,
     LABEL_REVISION,
@@ -173,7 +174,10 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
                 **pull_policy,
                 "args": ["serve"],
                 "env": server_env,
-                "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+                "ports": [
+                    {"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"},
+                    {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+                ],
                 # The server listens only once its model is loaded (a large model may take
                 # minutes): liveness and readiness start when this first succeeds.
                 "startupProbe": {
@@ -294,7 +298,17 @@ def build_service(owner: Owner, name: str, track: str | None) -> dict[str, Any]:
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector,
-                "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+                "ports": [
+                    {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"},
+                    # HTTP/2 without TLS: meshes and gateways then route it as gRPC, not raw TCP
+                    {
+                        "name": "grpc",
+                        "port": GRPC_PORT,
+                        "targetPort": "grpc",
+                        "protocol": "TCP",
+                        "appProtocol": "kubernetes.io/h2c",
+                    },
+                ],
             },
         }
     )

@@ -26,10 +26,11 @@ from .errors import ClientError, MethodNotAllowed, NotFound
 from .loading import LoadedModel
 from .metrics import Metrics
 from .protocol import decode_v1, decode_v2, encode_v1, encode_v2
+from .protocol_grpc import decode_infer, encode_infer
 
 log = logging.getLogger("modelroll_server")
 
-V2, V1 = 0, 1  # metric protocol index (metrics.PROTOCOLS)
+V2, V1, GRPC = 0, 1, 2  # metric protocol index (metrics.PROTOCOLS)
 JSON = b"application/json"
 TEXT = b"text/plain; version=0.0.4; charset=utf-8"
 # A body at least this large is decoded (and its answer encoded) on a thread: parsing 16 MiB
@@ -53,8 +54,10 @@ class App:
         self.loop = loop
         self.model: LoadedModel | None = None
         self.batcher: Batcher | None = None
-        self.open_connections: Callable[[], int] = lambda: 1  # set by the transport
+        self.open_connections: Callable[[], int] = lambda: 1  # set by the HTTP transport
+        self.grpc_clients: Callable[[], int] = lambda: 0  # set by the gRPC transport (grpc_service.py)
         self.draining = False
+        self.metadata: dict[str, Any] = {}
         self.metadata_body = b""
         self.routes = self._routes()
 
@@ -74,10 +77,11 @@ class App:
         self.metrics.set_classes(model.class_labels)
         self.metrics.set_load_seconds(model.load_seconds)
         self.metrics.set_worker_ready(True)
-        self.metadata_body = orjson.dumps(self._metadata(model))
+        self.metadata = self._metadata(model)
+        self.metadata_body = orjson.dumps(self.metadata)
         self.batcher = Batcher(
             self.loop, model, self.metrics, self.s.max_batch_size,
-            self.s.max_batch_wait_ms / 1000.0, lambda: self.open_connections(),
+            self.s.max_batch_wait_ms / 1000.0, lambda: self.open_connections() + self.grpc_clients(),
         )  # fmt: skip
 
     def _metadata(self, m: LoadedModel) -> dict[str, Any]:
@@ -172,9 +176,11 @@ class App:
             return 503, b'{"ready":false}', JSON
         return 200, b'{"ready":true}', JSON
 
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "modelroll-server", "version": __version__, "extensions": ["kserve-v1"]}
+
     def h_server_metadata(self) -> tuple[int, bytes, bytes]:
-        body = {"name": "modelroll-server", "version": __version__, "extensions": ["kserve-v1"]}
-        return 200, orjson.dumps(body), JSON
+        return 200, orjson.dumps(self.server_metadata()), JSON
 
     def h_model_metadata(self) -> tuple[int, bytes, bytes]:
         if self.model is None:
@@ -263,6 +269,8 @@ class App:
         try:
             if proto == V2:
                 return decode_v2(body, model, self.s.method)
+            if proto == GRPC:
+                return decode_infer(body, model, self.s.method, self.s.name, self.s.version)
             want_predict = self.s.method == "predict"
             return decode_v1(body, model), want_predict, not want_predict, None
         except Exception as e:
@@ -296,6 +304,8 @@ class App:
         try:
             if proto == V2:
                 return 200, encode_v2(self.s.name, self.s.version, rid, pred, proba)
+            if proto == GRPC:
+                return 200, encode_infer(self.s.name, self.s.version, rid, pred, proba)
             return 200, encode_v1(pred, proba)
         except Exception as e:
             log.exception("cannot encode a response")

@@ -13,6 +13,7 @@ from modelroll_contract import (
     ENV_DIGEST,
     ENV_FORMAT,
     ENV_GRACE_SECONDS,
+    ENV_GRPC_PORT,
     ENV_HOST,
     ENV_LOG_LEVEL,
     ENV_MAX_BATCH_SIZE,
@@ -28,6 +29,7 @@ from modelroll_contract import (
     ENV_TRUSTED_TYPES,
     ENV_VERSION,
     ENV_WORKERS,
+    GRPC_PORT,
     SERVER_PORT,
     TERMINATION_LOG,
     TRACKS,
@@ -50,6 +52,7 @@ class Settings:
     track: str = "stable"
     host: str = "0.0.0.0"
     port: int = SERVER_PORT
+    grpc_port: int = GRPC_PORT  # 0: no gRPC
     workers: int = 1
     max_batch_size: int = 64
     max_batch_wait_ms: float = 0.0
@@ -76,6 +79,7 @@ _ENV: dict[str, str] = {
     "track": ENV_TRACK,
     "host": ENV_HOST,
     "port": ENV_PORT,
+    "grpc_port": ENV_GRPC_PORT,
     "workers": ENV_WORKERS,
     "max_batch_size": ENV_MAX_BATCH_SIZE,
     "max_batch_wait_ms": ENV_MAX_BATCH_WAIT_MS,
@@ -147,6 +151,10 @@ def _validate(s: Settings) -> None:
         raise bad("method", f"must be predict or predict_proba, got {s.method!r}")
     if not 0 < s.port < 65536:
         raise bad("port", f"must be 1-65535, got {s.port}")
+    if not 0 <= s.grpc_port < 65536:
+        raise bad("grpc-port", f"must be 1-65535, or 0 for no gRPC, got {s.grpc_port}")
+    if s.grpc_port == s.port:
+        raise bad("grpc-port", f"must differ from --port ({s.port})")
     if s.workers < 1:
         raise bad("workers", f"must be at least 1, got {s.workers}")
     if s.max_batch_size < 1:

@@ -24,7 +24,7 @@ from modelroll_contract import (
     METRIC_REQUESTS,
 )
 
-PROTOCOLS = ("v2", "v1")
+PROTOCOLS = ("v2", "v1", "grpc")  # app.py: V2, V1, GRPC
 CODES = (200, 400, 404, 405, 413, 415, 500, 503)
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,

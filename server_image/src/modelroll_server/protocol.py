@@ -2,7 +2,9 @@
 
 Validation is hand-written and vectorized on purpose: it runs once per request on the hot
 path, so it costs a few numpy calls rather than a validation framework's per-field walk.
-Every refusal raises ``InvalidInput`` with a message that names the problem.
+Every refusal raises ``InvalidInput`` with a message that names the problem. The tensor
+checks (``check_one_input``, ``check_shape``, ``tensor_rows``, ``wanted_outputs``) are shared
+with the gRPC transport (protocol_grpc.py), so both refuse the same input with the same words.
 """
 
 from __future__ import annotations
@@ -69,15 +71,15 @@ def _to_array(data: Any, where: str) -> np.ndarray:
     return arr
 
 
-def _check_finite(X: np.ndarray, model: LoadedModel) -> None:
+def _check_finite(X: np.ndarray, model: LoadedModel, where: str) -> None:
     if X.dtype.kind != "f":
         return
     if np.isfinite(X).all():
         return
     if np.isinf(X).any():
-        raise InvalidInput("input contains infinity, which no model accepts")
+        raise InvalidInput(f"{where} contains infinity, which no model accepts")
     if not model.allow_nan:
-        raise InvalidInput("input contains NaN; this model does not accept missing values")
+        raise InvalidInput(f"{where} contains NaN; this model does not accept missing values")
 
 
 def _check_range(X: np.ndarray, model: LoadedModel, where: str) -> None:
@@ -88,19 +90,25 @@ def _check_range(X: np.ndarray, model: LoadedModel, where: str) -> None:
         )
 
 
-def _check_features(X: np.ndarray, model: LoadedModel) -> None:
+def _check_features(X: np.ndarray, model: LoadedModel, where: str) -> None:
     if X.shape[0] == 0:
-        raise InvalidInput("empty batch: the input has no rows")
+        raise InvalidInput(f"{where}: empty batch: the input has no rows")
     if model.n_features is not None and X.shape[1] != model.n_features:
-        raise InvalidInput(f"wrong number of features: the model expects {model.n_features}, got {X.shape[1]}")
+        raise InvalidInput(f"{where}: wrong number of features: the model expects {model.n_features}, got {X.shape[1]}")
 
 
-def _cast(arr: np.ndarray, datatype: str, name: str) -> np.ndarray:
+def numpy_type(datatype: Any, name: str) -> Any:
+    """The numpy type of a numeric datatype, or InvalidInput naming the input."""
     target = _DATATYPES.get(datatype) if isinstance(datatype, str) else None
     if target is None:
         if datatype == "BYTES":
             raise InvalidInput(f"input {name!r}: datatype BYTES is not supported; send numbers")
         raise InvalidInput(f"input {name!r}: unknown datatype {datatype!r}")
+    return target
+
+
+def _cast(arr: np.ndarray, datatype: str, name: str) -> np.ndarray:
+    target = numpy_type(datatype, name)
     kind = arr.dtype.kind
     if datatype == "BOOL":
         if kind != "b":
@@ -130,42 +138,38 @@ def _cast(arr: np.ndarray, datatype: str, name: str) -> np.ndarray:
     return arr
 
 
-def _outputs(requested: Any, model: LoadedModel, default: str) -> tuple[bool, bool]:
-    """Which outputs to return: (predict, predict_proba), in the request's terms."""
+def _output_names(requested: Any) -> list[str] | None:
+    """The output names a JSON request asks for (None: the default)."""
     if requested is None:
+        return None
+    if not isinstance(requested, list):
+        raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects")
+    return [o.get("name") if isinstance(o, dict) else None for o in requested]
+
+
+def wanted_outputs(names: list[Any] | None, model: LoadedModel, default: str) -> tuple[bool, bool]:
+    """Which outputs to return, (predict, predict_proba), from the names a request asks for."""
+    for n in names or ():
+        if n not in METHODS:
+            raise InvalidInput(f"unknown output {n!r}; available: predict, predict_proba")
+    if not names:
         names = [default]
-    else:
-        if not isinstance(requested, list):
-            raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects")
-        names = []
-        for o in requested:
-            n = o.get("name") if isinstance(o, dict) else None
-            if n not in METHODS:
-                raise InvalidInput(f"unknown output {n!r}; available: predict, predict_proba")
-            names.append(n)
-        if not names:
-            names = [default]
     want_proba = "predict_proba" in names
     if want_proba and not model.has_proba:
         raise InvalidInput("this model has no predict_proba output")
     return "predict" in names, want_proba
 
 
-def decode_v2(body: bytes, model: LoadedModel, default: str) -> tuple[np.ndarray, bool, bool, Any]:
-    """Return (X as float64 [rows, features], want_predict, want_proba, request id)."""
-    req = loads(body)
-    if not isinstance(req, dict):
-        raise InvalidInput("request body must be a JSON object with 'inputs'")
-    inputs = req.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
+def check_one_input(count: int) -> None:
+    """The model takes one tensor, [rows, features]."""
+    if count == 0:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
-    if len(inputs) != 1:
-        raise InvalidInput(f"expected exactly one input tensor, got {len(inputs)}")
-    t = inputs[0]
-    if not isinstance(t, dict):
-        raise InvalidInput("each input must be an object with name, shape, datatype and data")
-    name = t.get("name", "input-0")
-    shape = t.get("shape")
+    if count != 1:
+        raise InvalidInput(f"expected exactly one input tensor, got {count}")
+
+
+def check_shape(shape: Any, name: str) -> list[int]:
+    """A tensor's shape: [rows, features] or [features], non-negative integers."""
     if (
         not isinstance(shape, list)
         or not shape
@@ -174,20 +178,48 @@ def decode_v2(body: bytes, model: LoadedModel, default: str) -> tuple[np.ndarray
         raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
     if len(shape) > 2:
         raise InvalidInput(f"input {name!r}: shape {shape} has rank {len(shape)}; expected [rows, features]")
-    if "data" not in t:
-        raise InvalidInput(f"input {name!r} has no 'data'")
-    arr = _to_array(t["data"], f"input {name!r} data")
+    return shape
+
+
+def tensor_rows(arr: np.ndarray, shape: list[int], datatype: Any, name: str, model: LoadedModel) -> np.ndarray:
+    """One input tensor's values (any numeric dtype, flat or nested) as the model's rows.
+
+    Shared by every transport (JSON, gRPC): the values must fill ``shape`` exactly, fit
+    ``datatype``, have the model's width, and be finite and in range where the model needs it.
+    Returns float64 [rows, features].
+    """
     expected = math.prod(shape)
     if arr.size != expected:
         raise InvalidInput(f"input {name!r}: shape {shape} needs {expected} values, data has {arr.size}")
-    arr = _cast(arr, t.get("datatype", "FP64"), name)
+    arr = _cast(arr, datatype, name)
     X = arr.reshape(shape if len(shape) == 2 else (1, shape[0]))
     if X.dtype != np.float64:
         X = X.astype(np.float64)
-    _check_features(X, model)
-    _check_finite(X, model)
-    _check_range(X, model, f"input {name!r}")
-    want_predict, want_proba = _outputs(req.get("outputs"), model, default)
+    where = f"input {name!r}"
+    _check_features(X, model, where)
+    _check_finite(X, model, where)
+    _check_range(X, model, where)
+    return X
+
+
+def decode_v2(body: bytes, model: LoadedModel, default: str) -> tuple[np.ndarray, bool, bool, Any]:
+    """Return (X as float64 [rows, features], want_predict, want_proba, request id)."""
+    req = loads(body)
+    if not isinstance(req, dict):
+        raise InvalidInput("request body must be a JSON object with 'inputs'")
+    inputs = req.get("inputs")
+    if not isinstance(inputs, list):
+        raise InvalidInput("'inputs' must be a non-empty list of tensors")
+    check_one_input(len(inputs))
+    t = inputs[0]
+    if not isinstance(t, dict):
+        raise InvalidInput("each input must be an object with name, shape, datatype and data")
+    name = t.get("name", "input-0")
+    shape = check_shape(t.get("shape"), name)
+    if "data" not in t:
+        raise InvalidInput(f"input {name!r} has no 'data'")
+    X = tensor_rows(_to_array(t["data"], f"input {name!r} data"), shape, t.get("datatype", "FP64"), name, model)
+    want_predict, want_proba = wanted_outputs(_output_names(req.get("outputs")), model, default)
     return X, want_predict, want_proba, req.get("id")
 
 
@@ -204,8 +236,8 @@ def decode_v1(body: bytes, model: LoadedModel) -> np.ndarray:
     if arr.ndim != 2:
         raise InvalidInput("'instances' must be a list of rows, each a list of feature values")
     X = arr.astype(np.float64) if arr.dtype != np.float64 else arr
-    _check_features(X, model)
-    _check_finite(X, model)
+    _check_features(X, model, "'instances'")
+    _check_finite(X, model, "'instances'")
     _check_range(X, model, "'instances'")
     return X
 

@@ -77,9 +77,14 @@ def _accept_waiting(listener: socket.socket) -> list[socket.socket]:
 async def serve(settings: Settings, metrics: Metrics, listener: socket.socket, model: LoadedModel) -> int:
     """Serve ``model`` on ``listener`` until SIGTERM/SIGINT, then drain; returns 0."""
     loop = asyncio.get_running_loop()
+    # here, not at the top: gRPC must not load in the parent before it forks; and before
+    # model_loaded, whose gc.freeze() then takes gRPC's objects out of the collector's view too
+    from .grpc_service import GrpcService
+
     warm_up(model)  # in this process: thread pools and lazily built state exist before the first client
     app = App(settings, metrics, loop)
     app.model_loaded(model)
+    grpc = await GrpcService(app, settings).start()
     http = HttpServer(app, settings)
     # the server owns (and closes) a copy; ours stays open to take the listen queue at the end
     server = await loop.create_server(http.protocol, sock=listener.dup(), backlog=2048)
@@ -90,6 +95,7 @@ async def serve(settings: Settings, metrics: Metrics, listener: socket.socket, m
     await stop.wait()
     log.info("worker %d stopping: no new connections, finishing in-flight requests", os.getpid())
     server.close()
+    grpc_stopped = grpc.stop()  # drains beside HTTP, with the same grace period
     deadline = loop.time() + settings.grace_seconds
     while True:
         for conn in _accept_waiting(listener):
@@ -105,6 +111,7 @@ async def serve(settings: Settings, metrics: Metrics, listener: socket.socket, m
             break
     listener.close()
     http.stop()
+    await grpc_stopped
     return 0
 
 
