@@ -106,3 +106,80 @@ class Cluster:
 
 def track_of(selector: dict[str, str]) -> str | None:
     return selector.get(LABEL_TRACK)
+
+
+class LaggyCluster(Cluster):
+    """The simulated cluster with time in it: a Pod comes up Ready one reconcile after it was
+    created, scale-down and Recreate are instant, and a rolling update keeps the old Pods until
+    the new ones are all Ready. ``ready_seen`` records the ready Pods (of every track: what the
+    main Service's EndpointSlices list) after every step, to check they never drop too low."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
+        self.pods: dict[str, list[list[Any]]] = {}  # Deployment -> [[revision, ready], ...]
+        self.ready_seen: list[int] = []
+
+    def observed(self) -> Observed:
+        pods, deps = [], {}
+        for name, dep in self.deps.items():
+            labels = dep["spec"]["template"]["metadata"]["labels"]
+            mine = self.pods.get(name, [])
+            ready = sum(1 for _, ok in mine if ok)
+            updated = sum(1 for rev, _ in mine if rev == labels[LABEL_REVISION])
+            deps[name] = {
+                **dep,
+                "metadata": {**dep["metadata"], "generation": 1},
+                "status": {
+                    "observedGeneration": 1,
+                    "replicas": len(mine),
+                    "updatedReplicas": updated,
+                    "readyReplicas": ready,
+                    "availableReplicas": ready,
+                },
+            }
+            for i, (rev, ok) in enumerate(mine):
+                pods.append(
+                    {
+                        "metadata": {"name": f"{name}-{i}", "labels": {**labels, LABEL_REVISION: rev}},
+                        "status": {"conditions": [{"type": "Ready", "status": "True" if ok else "False"}]},
+                    }
+                )
+        return Observed(
+            deployments=deps, services=dict(self.svcs), routes=dict(self.routes), autoscalers=dict(self.hpas), pods=pods
+        )
+
+    def reconcile(self, now: datetime) -> Plan:
+        result = super().reconcile(now)
+        self.tick()
+        return result
+
+    def tick(self) -> None:
+        """What the Deployment controllers and kubelet do between two reconciles."""
+        self.pods = {name: pods for name, pods in self.pods.items() if name in self.deps}
+        for name, dep in self.deps.items():
+            rev = dep["spec"]["template"]["metadata"]["labels"][LABEL_REVISION]
+            n = dep["spec"]["replicas"]
+            pods = self.pods.setdefault(name, [])
+            for pod in pods:  # created at the previous step: up now
+                pod[1] = pod[1] or (pod[0] == rev and rev not in self.unready)
+            new = sorted((p for p in pods if p[0] == rev), key=lambda p: not p[1])[:n]
+            old = [p for p in pods if p[0] != rev]
+            if dep["spec"]["strategy"]["type"] == "Recreate" or sum(ok for _, ok in new) >= n:
+                old = []
+            self.pods[name] = old + new + [[rev, False] for _ in range(n - len(new))]
+        self.ready_seen.append(sum(1 for pods in self.pods.values() for _, ok in pods if ok))
+
+    def run(self, now: datetime, limit: int = 40) -> Plan:
+        """Reconcile until nothing more is written and every Pod is what its Deployment asks."""
+        for _ in range(limit):
+            result = self.reconcile(now)
+            settled = all(
+                len(pods) == self.deps[name]["spec"]["replicas"] and all(ok for _, ok in pods)
+                for name, pods in self.pods.items()
+            )
+            if result.writes == 0 and settled:
+                return result
+        raise AssertionError(f"no convergence after {limit} reconciles: {self.status.get('message')}")
+
+    def ready(self, track: str) -> int:
+        return sum(1 for _, ok in self.pods.get(f"fraud-{track}", []) if ok)

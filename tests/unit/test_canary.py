@@ -3,7 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from modelroll.traffic import gateway_api, replicas
+from modelroll.traffic import gateway_api
+from modelroll.traffic import replicas as replicas_router
 
 from tests.unit.sim import Cluster, track_of
 
@@ -34,22 +35,24 @@ def healthy_v1(strategy=None, **extra):
 
 
 @pytest.mark.parametrize(
-    ("weight", "stable", "want"),
+    ("weight", "replicas", "want"),
     [
-        (0, 4, 0),
-        (10, 4, 1),
-        (20, 4, 1),
-        (25, 4, 2),
-        (40, 3, 2),
-        (50, 4, 4),
-        (90, 4, 4),
-        (100, 4, 4),
-        (10, 20, 3),
-        (5, 0, 1),
+        (0, 4, (4, 0)),
+        (10, 4, (4, 1)),
+        (20, 4, (4, 1)),
+        (25, 4, (3, 1)),
+        (40, 3, (2, 2)),
+        (50, 4, (2, 2)),
+        (90, 4, (1, 4)),
+        (90, 10, (1, 9)),
+        (99, 10, (1, 10)),
+        (100, 4, (0, 4)),
+        (10, 20, (18, 2)),
+        (5, 0, (0, 0)),
     ],
 )
-def test_replica_ratio_canary_replicas(weight, stable, want):
-    assert replicas.canary_replicas(weight, stable) == want
+def test_replica_ratio_split(weight, replicas, want):
+    assert replicas_router.split_replicas(weight, replicas) == want
 
 
 @pytest.mark.parametrize(("weight", "stable", "want"), [(0, 4, 0), (10, 4, 1), (50, 4, 2), (100, 4, 4)])
@@ -78,7 +81,9 @@ def test_canary_walks_every_step_and_promotes_without_a_gap():
     s = cluster.status
     assert (s["currentStep"], s["phase"]) == (3, "Paused")
     assert "kubectl modelroll promote fraud" in s["message"]
-    assert cluster.replicas("canary") == 4 and s["weights"] == {"stable": 50, "canary": 50}
+    # 50 %: the stable track shrank to its share as the canary's Pods became Ready
+    assert (cluster.replicas("stable"), cluster.replicas("canary")) == (2, 2)
+    assert s["weights"] == {"stable": 50, "canary": 50}
 
     cluster.settle(at(3600))  # a manual pause never expires
     assert cluster.status["currentStep"] == 3
@@ -87,7 +92,8 @@ def test_canary_walks_every_step_and_promotes_without_a_gap():
     first = cluster.reconcile(at(3601))
     # promoting: stable rolls to v2 while the canary keeps serving
     assert cluster.status["phase"] == "Progressing" and "promoting" in cluster.status["message"]
-    assert cluster.replicas("canary") == 4 and cluster.revision("stable") == cluster.revision("canary")
+    assert cluster.replicas("canary") == 2 and cluster.replicas("stable") == 4
+    assert cluster.revision("stable") == cluster.revision("canary")
     assert first.status["acknowledged"] == {"promote": "tok-1"}
     cluster.settle(at(3602))
     s = cluster.status

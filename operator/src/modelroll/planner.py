@@ -27,7 +27,7 @@ from .strategies.canary import plan_canary
 from .strategies.context import Context
 from .strategies.outcome import Outcome
 from .strategies.rolling import plan_rolling
-from .strategies.tracks import IDENTITY_KEYS, ready_on_track, spec_for
+from .strategies.tracks import IDENTITY_KEYS, canary_floor, ready_on_track, spec_for
 from .strategies.undo import resolve_pin
 from .traffic import router_for
 
@@ -113,13 +113,15 @@ def _history(previous: Mapping[str, Any], outcome: Outcome, limit: int, now: dat
 
 
 def _changed_children(desired: list[dict[str, Any]], observed: Observed) -> list[dict[str, Any]]:
-    """Desired children whose content hash differs from what is in the cluster."""
+    """Desired children whose content hash differs from what is in the cluster, or whose
+    replicas do (a held track is scaled through the scale subresource, which keeps the hash)."""
     live = {(kind, name): obj for _api, kind, name, obj in observed.owned()}
     out = []
     for obj in desired:
-        current = live.get((obj["kind"], obj["metadata"]["name"]))
-        have = (current or {}).get("metadata", {}).get("annotations", {}) or {}
-        if have.get(HASH_ANNOTATION) != obj["metadata"]["annotations"][HASH_ANNOTATION]:
+        current = live.get((obj["kind"], obj["metadata"]["name"])) or {}
+        have = current.get("metadata", {}).get("annotations", {}) or {}
+        scaled = obj["kind"] == "Deployment" and (current.get("spec") or {}).get("replicas") != obj["spec"]["replicas"]
+        if have.get(HASH_ANNOTATION) != obj["metadata"]["annotations"][HASH_ANNOTATION] or scaled:
             out.append(obj)
     return out
 
@@ -189,7 +191,19 @@ def _strategy(ctx: Context, generation: int) -> Outcome:
     else:
         outcome = STRATEGIES[ctx.spec.strategy.type](ctx)
         outcome = replace(outcome, drop_status=(*outcome.drop_status, "pinned"))
-    return replace(outcome, events=pin_events + outcome.events, acted=outcome.acted | pin_acted)
+    outcome = replace(outcome, events=pin_events + outcome.events, acted=outcome.acted | pin_acted)
+    return _keep_needed_canary(ctx, outcome)
+
+
+def _keep_needed_canary(ctx: Context, outcome: Outcome) -> Outcome:
+    """A canary track the outcome drops (undo, a spec back at the stable revision) keeps the
+    Pods the ready count still needs until the stable track alone is back at full strength."""
+    name = ctx.name(TRACK_CANARY)
+    wanted = any(o["kind"] == "Deployment" and o["metadata"]["name"] == name for o in outcome.children)
+    floor = canary_floor(ctx)
+    if wanted or name in outcome.held or not floor:
+        return outcome
+    return replace(outcome, held={**outcome.held, name: floor})
 
 
 def _nothing_to_do(ctx: Context, outcome: Outcome) -> str:

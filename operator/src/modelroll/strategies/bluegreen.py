@@ -23,7 +23,6 @@ from .. import actions
 from .. import conditions as c
 from ..analysis import state as analysis_state
 from ..analysis.gates import POST_PROMOTION, PRE_PROMOTION
-from ..children import build_deployment
 from ..events import normal
 from ..spec import BlueGreenSpec
 from ..traffic.routing import Routing
@@ -117,8 +116,7 @@ def plan_bluegreen(ctx: Context) -> Outcome:
 
     at.state.update(stage=at.name, startedAt=ctx.stamp(started))
     finalizing = at.name == FINALIZING and not r.aborted
-    stable_children, held = r.stable_track(finalizing, n)
-    children = [build_deployment(ctx.spec, ctx.owner, TRACK_CANARY, r.template, 0 if r.aborted else n, recreate=True)]
+    children, held = r.tracks(finalizing, n, 0 if r.aborted else n)
     if finalizing and ctx.progress(TRACK_STABLE, r.rev).complete(n):
         return r.promoted(Routing(active=TRACK_STABLE, preview=True), {}, ROLLOUT_KEYS + ("blueGreen",))
 
@@ -144,7 +142,7 @@ def plan_bluegreen(ctx: Context) -> Outcome:
         message = f"{r.label} active; stable track rolling to it before the preview track scales down"
     return r.outcome(
         canary=preview,
-        children=children + stable_children,
+        children=children,
         held=held,
         routing=Routing(active=TRACK_CANARY if switched else TRACK_STABLE, preview=True),
         extra={"blueGreen": at.state},

@@ -21,14 +21,13 @@ from .. import actions
 from .. import conditions as c
 from ..analysis import state as analysis_state
 from ..analysis.gates import CANARY_SCOPE
-from ..children import build_deployment
 from ..events import normal
 from ..spec import Step
 from ..traffic.routing import Routing
 from .context import Context
 from .outcome import Outcome
 from .rollout import ROLLOUT_KEYS, TwoTrack, steady
-from .tracks import parse_time, track_status
+from .tracks import canary_floor, parse_time, ready_on_track, track_status
 
 
 def weight_at(steps: tuple[Step, ...], step: int) -> int:
@@ -52,9 +51,10 @@ def _step_done(r: TwoTrack, steps: tuple[Step, ...], at: Position) -> bool:
     """Whether the current step's own condition holds in what was observed."""
     ctx, step = r.ctx, steps[at.step]
     if step.set_weight is not None:
-        want = ctx.router.replicas(step.set_weight, ctx.replicas)[1]
+        stable_want, want = ctx.router.replicas(step.set_weight, ctx.replicas)
         canary = track_status(r.target, ctx.observed, TRACK_CANARY)
-        up = canary["readyReplicas"] >= want and canary["replicas"] == want
+        stable_live = track_status(r.stable, ctx.observed, TRACK_STABLE)["replicas"]
+        up = canary["readyReplicas"] >= want and canary["replicas"] == want and stable_live <= stable_want
         if ctx.progress(TRACK_CANARY, r.rev).at_revision and up:
             at.waiting_analysis = not r.passed(at.step)  # the step ends on a Pass measured in it
             return not at.waiting_analysis
@@ -114,16 +114,20 @@ def plan_canary(ctx: Context) -> Outcome:
 
     promoting = at.step >= n_steps and not r.aborted
     weight = 0 if r.aborted else weight_at(steps, min(at.step, n_steps - 1))
-    canary_want = ctx.router.replicas(weight, n)[1]
-    stable_children, held = r.stable_track(promoting, n)
-    children = [build_deployment(ctx.spec, ctx.owner, TRACK_CANARY, r.template, canary_want, recreate=True)]
+    stable_want, canary_want = (n, 0) if r.aborted else ctx.router.replicas(weight, n)
+    canary = track_status(r.target, ctx.observed, TRACK_CANARY)
+    # Stable shrinks only as far as Ready canary Pods replace it: never fewer than n ready Pods.
+    stable_want = n if promoting else min(n, max(stable_want, n - canary["readyReplicas"]))
+    children, held = r.tracks(promoting, stable_want, canary_want)
     if promoting and ctx.progress(TRACK_STABLE, r.rev).complete(n):
         # Stable runs the new revision everywhere: it is promoted; the canary track goes.
         kept = {"analysis": r.run} if r.run is not None else {}
         return r.promoted(Routing(), {"stepCount": n_steps, **kept}, ROLLOUT_KEYS)
 
-    canary = track_status(r.target, ctx.observed, TRACK_CANARY)
-    if r.aborted:
+    if r.aborted and canary_floor(ctx):
+        back = f"{ready_on_track(ctx.observed, TRACK_STABLE)}/{n} Ready"
+        message = f"{r.aborted['message']}; {r.old} scaling back to {n} Pods ({back}) before the canary goes"
+    elif r.aborted:
         message = f"{r.aborted['message']}; {r.old} serving at full weight"
     elif promoting:
         updated = ctx.progress(TRACK_STABLE, r.rev).updated
@@ -137,11 +141,12 @@ def plan_canary(ctx: Context) -> Outcome:
         )
     else:
         ready = f"{canary['readyReplicas']}/{canary_want}"
-        message = f"step {at.step + 1}/{n_steps}: canary {r.label} at {weight}%, {ready} Pods Ready"
+        shrunk = f", stable scaled to {stable_want}/{n}" if stable_want < n else ""
+        message = f"step {at.step + 1}/{n_steps}: canary {r.label} at {weight}%, {ready} Pods Ready{shrunk}"
     paused = bool(at.paused_for) and not promoting
     return r.outcome(
         canary=canary,
-        children=children + stable_children,
+        children=children,
         held=held,
         routing=Routing(canary_weight=weight, mirror_percent=0 if r.aborted else ctx.spec.traffic.shadow_percent),
         extra={"currentStep": min(at.step, n_steps), "stepCount": n_steps, "stepStartedAt": ctx.stamp(at.started)},

@@ -4,7 +4,7 @@ Both put the spec's revision on the canary track beside the stable one, and one 
 either runs the same short steps on a ``TwoTrack``: ``open`` (is this the rollout already
 under way, was it retried or aborted), ``analyse`` (fold the controller's measurement; too
 many failures abort like a user's abort), the strategy's own steps (canary weights, blue-green
-stages), then ``stable_track`` and one of ``promoted``, ``outcome`` to report. Manual actions
+stages), then ``tracks`` and one of ``promoted``, ``outcome`` to report. Manual actions
 are never consumed here: a step calls ``act`` / ``defer`` and the planner settles them.
 """
 
@@ -29,7 +29,7 @@ from ..traffic.routing import Routing
 from .context import Context
 from .outcome import Outcome
 from .rolling import plan_rolling
-from .tracks import hold_or_rebuild, identity, track_status
+from .tracks import canary_floor, hold_or_rebuild, identity, running_revision, track_status
 
 ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted")
 
@@ -156,7 +156,13 @@ class TwoTrack:
 
     # --- children and report -----------------------------------------------------------------
 
-    def stable_track(self, promoting: bool, replicas: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    def tracks(self, promoting: bool, stable: int, canary: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """(children, held): the Deployments of both tracks at these replica counts."""
+        canary_children, canary_held = self._canary_track(canary)
+        stable_children, stable_held = self._stable_track(promoting, stable)
+        return canary_children + stable_children, {**canary_held, **stable_held}
+
+    def _stable_track(self, promoting: bool, replicas: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
         """(children, held) for the stable track: rolled to the new revision once promoting,
         else held as it runs (only scaled), or rebuilt if it was deleted or changed."""
         ctx = self.ctx
@@ -168,6 +174,17 @@ class TwoTrack:
                 return [], {ctx.name(TRACK_STABLE): replicas}
             template = rebuilt
         return [build_deployment(ctx.spec, ctx.owner, TRACK_STABLE, template, replicas)], {}
+
+    def _canary_track(self, replicas: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """(children, held) for the canary track at ``replicas``, but never fewer Pods than the
+        ready count still needs; the canary of another revision is held as it runs until the
+        stable track alone is back at full strength (it is recreated, not rolled)."""
+        ctx, name = self.ctx, self.ctx.name(TRACK_CANARY)
+        floor = canary_floor(ctx)
+        live = ctx.observed.deployments.get(name)
+        if floor and live and running_revision(live) != self.rev:
+            return [], {name: int(live["spec"]["replicas"])}
+        return [build_deployment(ctx.spec, ctx.owner, TRACK_CANARY, self.template, max(replicas, floor), True)], {}
 
     def promoted(self, routing: Routing, extra: dict[str, Any], drop: tuple[str, ...]) -> Outcome:
         """Every stable Pod runs the new revision: report it as a completed Rolling update

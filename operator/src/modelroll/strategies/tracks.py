@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from modelroll_contract import LABEL_REVISION, LABEL_TRACK
+from modelroll_contract import LABEL_REVISION, LABEL_TRACK, TRACK_CANARY, TRACK_STABLE
 
 from ..children import build_pod_template
 from ..observed import Observed, pod_is_ready
@@ -55,6 +55,20 @@ def ready_on_track(observed: Observed, track: str) -> int:
     )
 
 
+def canary_floor(ctx: Context) -> int:
+    """Canary Pods the ready count still needs: canary Pods only go (abort, undo, a new
+    revision, promotion) once the stable track alone has ``replicas`` ready Pods."""
+    live = ctx.observed.deployments.get(ctx.name(TRACK_CANARY))
+    current = int(((live or {}).get("spec") or {}).get("replicas") or 0)
+    return min(current, max(0, ctx.replicas - ready_on_track(ctx.observed, TRACK_STABLE)))
+
+
+def running_revision(dep: Mapping[str, Any] | None) -> str | None:
+    """The revision a Deployment's Pod template runs."""
+    template = (dep or {}).get("spec", {}).get("template") or {}
+    return (template.get("metadata", {}).get("labels", {}) or {}).get(LABEL_REVISION)
+
+
 def spec_for(spec: ModelDeploymentSpec, ident: Mapping[str, Any]) -> ModelDeploymentSpec:
     """``spec`` running the model of ``ident`` instead (to rebuild an older revision)."""
     model = dataclasses.replace(
@@ -75,9 +89,7 @@ def hold_or_rebuild(ctx: Context, track: str, ident: Mapping[str, Any]) -> dict[
     While a new revision is tried, the stable track keeps exactly what it runs, whatever the
     spec says now, so it is held rather than re-applied.
     """
-    dep = ctx.observed.deployments.get(ctx.name(track))
-    template = (dep or {}).get("spec", {}).get("template") or {}
-    if (template.get("metadata", {}).get("labels", {}) or {}).get(LABEL_REVISION) == ident.get("revision"):
+    if running_revision(ctx.observed.deployments.get(ctx.name(track))) == ident.get("revision"):
         return None
     return build_pod_template(spec_for(ctx.spec, ident), ctx.owner, track, ctx.image)
 

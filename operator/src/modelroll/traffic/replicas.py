@@ -14,18 +14,20 @@ from ..spec import ModelDeploymentSpec
 from .routing import Routing, switched_weights
 
 
-def canary_replicas(weight: int, stable_replicas: int) -> int:
-    """Canary Pods giving ``weight`` percent next to a stable track kept at full scale.
+def split_replicas(weight: int, replicas: int) -> tuple[int, int]:
+    """(stable, canary) Pods whose ratio gives the canary ``weight`` percent.
 
-    c / (n + c) = w / 100, so c = n * w / (100 - w). At least one Pod for any weight above
-    zero; at most n (so capacity at most doubles): past 50 % the canary gets half, which the
-    status reports honestly — use Gateway API routing for finer splits.
+    As the canary grows the stable track shrinks (Argo Rollouts' dynamicStableScale): each
+    track gets its share of ``replicas``, rounded up, so the two add up to ``replicas`` or
+    one more and any weight is reachable (``setWeight: 90`` of 10 is 9 canary, 1 stable).
+    The canary strategy scales stable down only as canary Pods are Ready, so the ready Pods
+    never number fewer than ``replicas``.
     """
-    if weight <= 0:
-        return 0
-    if weight >= 50 or stable_replicas <= 0:
-        return max(stable_replicas, 1)
-    return max(1, min(stable_replicas, math.ceil(stable_replicas * weight / (100 - weight))))
+    if weight <= 0 or replicas <= 0:
+        return replicas, 0
+    if weight >= 100:
+        return 0, replicas
+    return math.ceil(replicas * (100 - weight) / 100), math.ceil(replicas * weight / 100)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class ReplicaRatio:
         return None
 
     def replicas(self, weight: int, replicas: int) -> tuple[int, int]:
-        return replicas, canary_replicas(weight, replicas)
+        return split_replicas(weight, replicas)
 
     def build(self, owner: Owner, routing: Routing) -> list[dict[str, Any]]:
         objs = [
