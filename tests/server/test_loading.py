@@ -109,6 +109,31 @@ def test_missing_file_and_bad_config_fail_fast(tmp_path):
     assert "--track (MODELROLL_SERVER_TRACK)" in log.read_text()
 
 
+@pytest.mark.parametrize("which", ["--port", "--grpc-port"])
+def test_a_taken_port_is_a_configuration_error_naming_the_flag(models, tmp_path, which):
+    """Not a traceback, and not a worker forked again and again (gRPC binds in each worker)."""
+    from conftest import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        ports = {"--port": str(free_port()), "--grpc-port": str(free_port()), which: str(busy)}
+        args = [
+            "--model",
+            str(models.paths["lr"]),
+            "--name",
+            "m",
+            "--workers",
+            "2",
+            "--grpc-port",
+            ports["--grpc-port"],
+        ]
+        proc, _, log = spawn_server(tmp_path, args, port=int(ports["--port"]))
+        assert _exits(proc) == 2
+    assert f"{which} (MODELROLL_SERVER_{which[2:].upper().replace('-', '_')})" in log.read_text()
+
+
 def test_configured_entirely_from_env(models, tmp_path):
     from conftest import free_port
 

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 
 from modelroll_contract import ENV_DIGEST, TERMINATION_LOG
@@ -64,11 +65,19 @@ def serve_command(settings: Settings) -> int:
     gc.collect()
     gc.freeze()
     # bound only now: until the model is ready a client is refused at once, not left waiting
-    listener = bind(settings)
+    try:
+        listener = bind(settings)
+    except OSError as e:
+        log.error("bad configuration: %s", e)
+        return 2
     metrics = Metrics(settings.name, settings.version, settings.track, regions=settings.workers)
     if settings.workers == 1:
         return _run_worker(settings, metrics, listener, model)
     return _supervise(settings, metrics, listener, model)
+
+
+CRASH_LOOP_SECONDS = 5.0  # a worker that dies sooner than this after its fork is crash-looping
+MAX_BACKOFF_SECONDS = 30.0
 
 
 def _supervise(settings: Settings, metrics: object, listener: socket.socket, model: object) -> int:
@@ -78,9 +87,12 @@ def _supervise(settings: Settings, metrics: object, listener: socket.socket, mod
     ready as soon as it starts (no 503 while loading), and the model's pages are shared.
     """
     children: dict[int, int] = {}  # pid -> region index
+    started: dict[int, float] = {}  # region index -> when its worker was forked
+    backoff: dict[int, float] = {}  # region index -> wait before its next fork
     stopping = False
 
     def spawn(index: int) -> None:
+        started[index] = time.monotonic()
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -123,8 +135,13 @@ def _supervise(settings: Settings, metrics: object, listener: socket.socket, mod
         if stopping:
             exit_code = exit_code or (code if code > 0 else 0)
             continue
-        log.error("worker %d exited with %s; starting a new one", pid, code)
-        spawn(index)
+        # a worker that dies at once (say, its gRPC port is taken) is not forked in a tight loop
+        quick = time.monotonic() - started[index] < CRASH_LOOP_SECONDS
+        backoff[index] = min(2 * backoff.get(index, 0.5), MAX_BACKOFF_SECONDS) if quick else 0.0
+        log.error("worker %d exited with %s; starting a new one in %.1fs", pid, code, backoff[index])
+        time.sleep(backoff[index])  # a signal meanwhile sets ``stopping``
+        if not stopping:
+            spawn(index)
     return exit_code
 
 

@@ -51,10 +51,25 @@ def load(settings: Settings) -> LoadedModel:
 
 
 def bind(settings: Settings) -> socket.socket:
+    """The HTTP listener, after checking that the gRPC port is free too (OSError naming it if not)."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    if settings.grpc_port:
+        # Each worker binds gRPC itself, with SO_REUSEPORT; without that option this bind fails
+        # on any socket already there, so a second server is refused instead of joining it.
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((settings.host, settings.grpc_port))
+            except OSError as e:
+                raise OSError(f"--grpc-port (MODELROLL_SERVER_GRPC_PORT): cannot listen for gRPC on "
+                              f"{settings.host}:{settings.grpc_port}: {e.strerror}") from None  # fmt: skip
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as e:
+        sock.close()
+        raise OSError(f"--port (MODELROLL_SERVER_PORT): cannot listen on {settings.host}:{settings.port}: "
+                      f"{e.strerror}") from None  # fmt: skip
     sock.listen(2048)
     sock.setblocking(False)
     return sock
