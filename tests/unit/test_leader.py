@@ -9,7 +9,7 @@ import pytest
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import Status
 from lightkube.resources.coordination_v1 import Lease
-from modelroll.leader import ACQUIRE, CREATE, RENEW, STANDBY, LeaderElector, Record, decide
+from modelroll.leader import ACQUIRE, CREATE, RENEW, STANDBY, LeaderElector, Record, decide, write_budget
 from modelroll.settings import SettingsError, load_settings
 
 ME = "pod-a_10"
@@ -29,6 +29,20 @@ ME = "pod-a_10"
 )
 def test_decide(record, now, seen_at, expected):
     assert decide(record, ME, now, seen_at) == expected
+
+
+@pytest.mark.parametrize(
+    ("leading", "renewed_at", "now", "expected"),
+    [
+        (True, 100.0, 100.0, 10.0),  # just renewed: the whole renew deadline
+        (True, 100.0, 107.5, 2.5),
+        (True, 100.0, 110.0, 0.0),  # the deadline itself: no more writes
+        (True, 100.0, 160.0, 0.0),  # long past it (a paused process): none, never negative
+        (False, 100.0, 100.0, 0.0),  # not leading: none, however fresh the renewal
+    ],
+)
+def test_write_budget(leading, renewed_at, now, expected):
+    assert write_budget(leading, renewed_at, 10.0, now) == expected
 
 
 def _conflict() -> ApiError:
@@ -152,6 +166,123 @@ def test_leader_stops_acting_when_it_cannot_renew_within_the_deadline():
 
     asyncio.run(scenario())
     assert changes == [True, False]
+
+
+def test_write_budget_counts_from_the_start_of_the_last_successful_round():
+    api, clock, changes = FakeLeases(), Clock(), []
+    a = elector(api, clock, "a", changes)
+
+    async def scenario():
+        assert a.write_budget() == 0  # not yet leading
+        await a.try_once()
+        assert a.write_budget() == 10
+        clock.now += 4
+        assert a.write_budget() == 6
+        api.down = True
+        clock.now += 2
+        await a.try_once()  # a failed round does not extend it
+        assert a.leading and a.write_budget() == 4
+        api.down = False
+        await a.try_once()
+        assert a.write_budget() == 10
+
+    asyncio.run(scenario())
+
+
+def test_a_leader_whose_renewal_conflicts_stops_at_once():
+    """409 on its own renewal: someone else wrote the Lease since it was read; the leader cannot
+    show it still holds it and stops writing now, not at the renew deadline."""
+    api, clock, changes = FakeLeases(), Clock(), []
+    a = elector(api, clock, "a", changes)
+    real_get = api.get
+
+    async def get_then_someone_writes(*args, **kwargs):
+        lease = await real_get(*args, **kwargs)
+        api.version += 1  # another writer lands between our read and our write
+        api.lease.metadata.resourceVersion = str(api.version)
+        return lease
+
+    async def scenario():
+        await a.try_once()
+        api.get = get_then_someone_writes
+        clock.now += 2
+        await a.try_once()
+        assert not a.leading and a.write_budget() == 0
+
+    asyncio.run(scenario())
+    assert changes == [True, False]
+
+
+def test_a_leader_stops_at_the_renew_deadline_even_while_its_renewal_hangs():
+    """The API server accepts the connection and never answers: the round never returns, yet
+    leadership ends at the renew deadline (a timer, not the next round, decides)."""
+    api, changes = FakeLeases(), []
+    a = LeaderElector(api, "modelroll", "modelroll", changes.append, identity="a", lease_seconds=0.6,
+                      renew_deadline=0.3, retry=0.05)  # fmt: skip
+
+    async def hang(*_args, **_kwargs):
+        await asyncio.Event().wait()
+
+    async def scenario():
+        await a.try_once()
+        assert a.leading
+        api.get = hang
+        started = asyncio.get_running_loop().time()
+        election = asyncio.create_task(a.run())
+        while a.leading:
+            await asyncio.sleep(0.01)
+        took = asyncio.get_running_loop().time() - started
+        election.cancel()
+        return took
+
+    took = asyncio.run(scenario())
+    assert 0.2 < took < 0.45
+    assert changes == [True, False]
+
+
+def test_two_candidates_race_for_an_expired_lease_one_wins_the_other_gets_409_and_stands_by():
+    api, clock = FakeLeases(), Clock()
+    changes: dict[str, list[bool]] = {"a": [], "b": [], "dead": []}
+    dead, a, b = (elector(api, clock, name, changes[name]) for name in ("dead", "a", "b"))
+    errors: list[int] = []
+
+    class Racing:
+        """Both candidates read before either writes (the interleaving that needs the 409)."""
+
+        def __init__(self) -> None:
+            self.read = asyncio.Barrier(2)
+
+        async def get(self, *args, **kwargs):
+            lease = await api.get(*args, **kwargs)
+            await self.read.wait()
+            return lease
+
+        async def replace(self, lease):
+            try:
+                return await api.replace(lease)
+            except ApiError as error:
+                errors.append(error.status.code)
+                raise
+
+    async def scenario():
+        await dead.try_once()  # the holder, which then dies
+        await a.try_once()
+        await b.try_once()
+        clock.now += 15  # unchanged for a whole lease duration: expired for both
+        racing = Racing()
+        a.client = b.client = racing
+        await asyncio.gather(a.try_once(), b.try_once())
+        assert [a.leading, b.leading].count(True) == 1 and errors == [409]
+        winner, loser = (a, b) if a.leading else (b, a)
+        assert api.lease.spec.holderIdentity == winner.identity
+        a.client = b.client = api
+        for _ in range(3):  # the winner renews; the loser sees it renewing and stays standby
+            clock.now += 2
+            await winner.try_once()
+            await loser.try_once()
+        assert winner.leading and not loser.leading and loser.write_budget() == 0
+
+    asyncio.run(scenario())
 
 
 def test_leader_that_sees_another_holder_stands_by():

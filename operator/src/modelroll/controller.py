@@ -3,6 +3,11 @@
 Like controller-runtime's workqueue: a key is queued at most once, never processed by two
 workers at once, and re-queued if it changed while being processed. Watch events, a
 periodic resync and the planner's ``requeue_after`` all feed the same queue.
+
+Leadership (docs/operator.md, "Leadership"): workers take keys only while this replica leads;
+``lead(False)`` cancels every reconcile in flight, and the API client's write fence
+(``fence.py``) refuses any write that would still be attempted. A key cut short is queued
+again for the next time this replica leads.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +23,9 @@ from typing import Any
 from . import metrics
 from .analysis.prometheus import query_due_measurement
 from .cache import Cache, Key
+from .capabilities import needs_gateway_api, plan_waiting_for_gateway_api
 from .children import Owner
+from .fence import NotLeader
 from .kube import Kube
 from .planner import Plan, Subject, plan, timestamp
 from .settings import Settings
@@ -40,8 +48,11 @@ class Controller:
         self._failures: dict[Key, int] = {}
         self._soon: set[Key] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()  # reconciles running now
         self._leading = asyncio.Event()  # workers take keys only while set (leader election)
         self._leading.set()
+        # Whether the Gateway API's HTTPRoute is served (discovery.py); None: not known yet.
+        self.gateway_api: Callable[[], bool | None] = lambda: True
 
     # --- queue ------------------------------------------------------------------------------
     def enqueue(self, key: Key) -> None:
@@ -72,18 +83,30 @@ class Controller:
         self._tasks.append(asyncio.create_task(self._resync()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._inflight]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def lead(self, leading: bool) -> None:
-        """Start or stop taking keys off the queue; a new leader re-plans every cached object."""
+        """Start or stop reconciling. Losing leadership cancels every reconcile in flight at
+        once (their writes would race the new leader's); a new leader re-plans every cached object."""
         if not leading:
             self._leading.clear()
+            for task in list(self._inflight):
+                task.cancel("leadership lost")
+            if self._inflight:
+                log.warning("leadership lost: cancelled %d reconcile(s) in flight", len(self._inflight))
             return
         self._leading.set()
         for key in list(self.cache.parents):
             self.enqueue(key)
+
+    def enqueue_needing_gateway_api(self) -> None:
+        """Queue every object that routes through the Gateway API (it appeared or went away)."""
+        for key, body in list(self.cache.parents.items()):
+            if needs_gateway_api(body.get("spec") or {}):
+                self.enqueue(key)
 
     def healthy(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
@@ -103,10 +126,16 @@ class Controller:
                 continue
             self._queued.discard(key)
             self._processing.add(key)
+            task = asyncio.create_task(self._reconcile_safely(key))
+            self._inflight.add(task)
             try:
-                await self._reconcile_safely(key)
+                await asyncio.wait([task])  # returns when the reconcile ends, cancelled or not
             finally:
+                self._inflight.discard(task)
+                task.cancel()  # no-op once done; the worker itself is being stopped otherwise
                 self._processing.discard(key)
+                if task.cancelled():
+                    self._queued.add(key)  # cut short: do it again when (and where) this replica leads
                 if key in self._queued:
                     self._queue.put_nowait(key)
 
@@ -114,6 +143,9 @@ class Controller:
         started = time.perf_counter()
         try:
             changed = await self.reconcile(key)
+        except NotLeader as error:  # not a failure of the object: no backoff, a new leader re-plans it
+            log.warning("reconcile of %s/%s stopped: %s", *key, error)
+            metrics.RECONCILES.labels("not_leader").inc()
         except Exception as error:  # noqa: BLE001 - one object's failure must not stop the loop
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
@@ -142,6 +174,14 @@ class Controller:
             annotations=meta.get("annotations") or {},
         )
         now = datetime.now(UTC)
+        if needs_gateway_api(subject.spec):
+            served = self.gateway_api()
+            if served is None:
+                return False  # not known yet: queued again as soon as discovery answers
+            if not served:
+                waiting = plan_waiting_for_gateway_api(subject, now, self.settings.discovery_seconds)
+                await self._execute(subject, waiting, timestamp(now))
+                return waiting.writes > 0
         observed = self.cache.observed(key)
         # A due analysis measurement is the one I/O the planner needs beyond the cache: run it
         # first and hand the raw numbers over, so the decision itself stays pure.

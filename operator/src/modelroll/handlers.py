@@ -2,13 +2,18 @@
 
 Only ``on.event`` handlers are used, never kopf's change handlers, so kopf writes no
 annotations or finalizers of its own onto the objects: the operator never touches spec
-or metadata, and GitOps tools see no drift.
+or metadata, and GitOps tools see no drift (docs/operator.md says why, at length).
+
+Two API clients: the Lease's, and the one every reconcile writes through, fenced by the
+leader's write budget (fence.py). HTTPRoutes are not watched by kopf but by discovery.py,
+because the Gateway API may be installed after the operator started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 import kopf
@@ -19,6 +24,8 @@ from modelroll_contract import LABEL_MANAGED_BY, MANAGED_BY_VALUE
 from . import login, metrics
 from .cache import Cache
 from .controller import Controller, event_object
+from .discovery import HTTPRouteWatch
+from .fence import FencedClient
 from .kube import FIELD_MANAGER, Kube
 from .leader import LeaderElector, in_cluster_namespace
 from .settings import Settings
@@ -34,6 +41,8 @@ class State:
     runner: Any = None
     elector: LeaderElector | None = None
     election: asyncio.Task[None] | None = None
+    routes: HTTPRouteWatch | None = None
+    discovery: asyncio.Task[None] | None = None
 
 
 def configure(settings: Settings) -> None:
@@ -61,34 +70,42 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     config = KubeConfig.from_env()  # in-cluster first, then KUBECONFIG: the order login.login follows
-    client = AsyncClient(config=config, field_manager=FIELD_MANAGER)
     current = config.get()
     server = current.cluster.server if current else "?"
     log.info("Kubernetes API at %s (%s)", server, "in-cluster ServiceAccount" if login.in_cluster() else "kubeconfig")
-    State.controller = Controller(State.settings, Kube(client), State.cache)
-    _start_election(client)
-    await State.controller.start()
+    # The Lease gets a client of its own: its renewals never wait behind reconcile traffic,
+    # and the write fence below (which the Lease's own writes must pass) does not apply to it.
+    elector = _elector(AsyncClient(config=config, field_manager=FIELD_MANAGER))
+    budget = elector.write_budget if elector else (lambda: math.inf)
+    client = FencedClient(config=config, field_manager=FIELD_MANAGER, budget=budget)
+    State.controller = controller = Controller(State.settings, Kube(client), State.cache)
+    _start_discovery(client, controller)
+    if elector:
+        controller.lead(False)  # until the first round wins the Lease
+        State.elector = elector
+        State.election = asyncio.create_task(elector.run())
+    await controller.start()
     State.runner = await metrics.serve(
         State.settings.metrics_port, State.cache.phases, _healthy, lambda: State.cache.parents.values()
     )
     log.info("modelroll operator started (namespaces: %s)", ", ".join(State.settings.namespaces) or "all")
 
 
-def _start_election(client: AsyncClient) -> None:
+def _elector(client: AsyncClient) -> LeaderElector | None:
     """With leader election on, reconcile only while holding the Lease (watches run regardless,
-    so a standby's cache is warm when it takes over)."""
-    settings, controller = State.settings, State.controller
-    assert controller is not None
+    so a standby's cache is warm when it takes over). Until the first round wins, nothing writes."""
+    settings = State.settings
     if not settings.leader_election:
         metrics.LEADER.set(1)
-        return
+        return None
 
     def on_change(leading: bool) -> None:
-        controller.lead(leading)
+        if State.controller is not None:
+            State.controller.lead(leading)
         metrics.LEADER.set(1 if leading else 0)
 
-    on_change(False)
-    State.elector = LeaderElector(
+    metrics.LEADER.set(0)
+    return LeaderElector(
         client,
         settings.leader_election_namespace or in_cluster_namespace() or "default",
         settings.leader_election_lease,
@@ -97,21 +114,36 @@ def _start_election(client: AsyncClient) -> None:
         renew_deadline=settings.renew_deadline_seconds,
         retry=settings.retry_seconds,
     )
-    State.election = asyncio.create_task(State.elector.run())
+
+
+def _start_discovery(client: AsyncClient, controller: Controller) -> None:
+    """Watch our HTTPRoutes whenever the Gateway API is served, however late it is installed."""
+
+    def on_served(_served: bool) -> None:
+        controller.enqueue_needing_gateway_api()
+
+    routes = HTTPRouteWatch(
+        client, State.cache, State.settings.namespaces, State.settings.discovery_seconds,
+        on_route=controller.enqueue_soon, on_served=on_served,
+    )  # fmt: skip
+    controller.gateway_api = lambda: routes.served
+    State.routes = routes
+    State.discovery = asyncio.create_task(routes.run())
 
 
 def _healthy() -> bool:
-    election_alive = State.election is None or not State.election.done()
-    return State.controller is not None and State.controller.healthy() and election_alive
+    background = [t for t in (State.election, State.discovery) if t is not None]
+    return State.controller is not None and State.controller.healthy() and not any(t.done() for t in background)
 
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
     if State.controller:
         await State.controller.stop()
-    if State.election:
-        State.election.cancel()
-        await asyncio.gather(State.election, return_exceptions=True)
+    for task in (State.election, State.discovery):
+        if task:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     if State.elector:
         await State.elector.release()  # after the workers stopped: never two leaders acting
     if State.runner:
@@ -151,10 +183,3 @@ async def autoscaler_event(event: dict[str, Any], **_: Any) -> None:
 @kopf.on.event("", "v1", "pods", labels=OURS)
 async def pod_event(event: dict[str, Any], **_: Any) -> None:
     await _child("Pod", event)
-
-
-# Gateway API routing: the HTTPRoute CRD must exist when the operator starts (no CRD scanning,
-# so the operator needs no cluster-wide read access to CRDs).
-@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=OURS)
-async def route_event(event: dict[str, Any], **_: Any) -> None:
-    await _child("HTTPRoute", event)

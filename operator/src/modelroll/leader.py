@@ -8,7 +8,15 @@ two nodes' clocks are ever compared; a leader that could not renew for ``renew_d
 seconds (shorter than the lease) stops acting before anyone else may start. Writes use the
 Lease's resourceVersion, so two candidates racing for an expired Lease cannot both win.
 
-``decide`` is pure; ``LeaderElector`` does the I/O (lightkube) and calls ``on_change(leading)``.
+Losing the Lease stops every write at once (docs/operator.md, "Leadership"): besides
+``on_change(False)`` — which the controller answers by cancelling its in-flight reconciles —
+``write_budget()`` says how many seconds this replica may still write, counted on the
+monotonic clock from the start of its last successful renewal. The operator's API client
+(``fence.py``) asks it before every write, so a reconcile resumed after a long pause (a stopped
+process, a starved event loop) cannot write even before this elector has run again.
+
+``decide`` and ``write_budget`` are pure; ``LeaderElector`` does the I/O (lightkube) and calls
+``on_change(leading)``.
 """
 
 from __future__ import annotations
@@ -55,6 +63,18 @@ def decide(record: Record | None, identity: str, now: float, unchanged_since: fl
     if not record.holder or now >= unchanged_since + record.duration_seconds:
         return ACQUIRE
     return STANDBY
+
+
+def write_budget(leading: bool, renewed_at: float, renew_deadline: float, now: float) -> float:
+    """Seconds a leader may still write: until ``renew_deadline`` after the start of its last
+    successful renewal (``renewed_at``, monotonic); 0 once past it or when not leading.
+
+    A candidate takes the Lease over only after seeing it unchanged for a whole lease duration,
+    which is longer than ``renew_deadline``: writes that fit in the budget end before anyone
+    else may start."""
+    if not leading:
+        return 0.0
+    return max(0.0, renewed_at + renew_deadline - now)
 
 
 def default_identity() -> str:
@@ -115,6 +135,11 @@ class LeaderElector:
         self._seen: Record | None = None
         self._seen_at = 0.0
         self._renewed_at = 0.0
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def write_budget(self) -> float:
+        """Seconds this replica may still write (0: not the leader, or not renewed in time)."""
+        return write_budget(self.leading, self._renewed_at, self.renew_deadline, self.clock())
 
     async def run(self) -> None:
         log.info("leader election: %s competes for Lease %s/%s", self.identity, self.namespace, self.name)
@@ -160,6 +185,7 @@ class LeaderElector:
         except Exception as error:  # noqa: BLE001 - lost a race (409) or the API is unreachable
             return self._could_not_renew(now, error)
         self._renewed_at = now
+        self._arm_deadline()
         if action != RENEW:
             log.info("leader election: %s %s Lease %s/%s", self.identity, action + "d", self.namespace, self.name)
         self._set(True)
@@ -169,6 +195,8 @@ class LeaderElector:
         if not self.leading:
             return
         self._set(False)
+        if self._deadline is not None:
+            self._deadline.cancel()
         try:
             lease = await self.client.get(Lease, self.name, namespace=self.namespace)
             if lease.spec and lease.spec.holderIdentity == self.identity:
@@ -182,8 +210,32 @@ class LeaderElector:
 
     def _could_not_renew(self, now: float, error: Exception) -> None:
         log.warning("leader election: Lease %s/%s not written: %s", self.namespace, self.name, error)
-        if self.leading and now - self._renewed_at >= self.renew_deadline:
+        if not self.leading:
+            return  # a candidate that lost a race (409) simply stays standby
+        if isinstance(error, ApiError) and error.status.code == 409:
+            # Someone else wrote the Lease since we read it: we can no longer show we hold it.
+            log.error("leader election: the Lease changed under us (409 Conflict); stopping at once")
+            self._set(False)
+        elif now - self._renewed_at >= self.renew_deadline:
             log.error("leader election: could not renew for %.0f s; stopping reconciles", now - self._renewed_at)
+            self._set(False)
+
+    def _arm_deadline(self) -> None:
+        """Stop leading when the renew deadline passes without a renewal, even if this round's
+        successor is still stuck in a request (the API server hangs rather than fails)."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        delay = self._renewed_at + self.renew_deadline - self.clock()
+        self._deadline = asyncio.get_running_loop().call_later(max(delay, 0.0), self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        self._deadline = None
+        if self.leading and self.write_budget() <= 0:
+            log.error(
+                "leader election: not renewed within %.0f s (a request hangs, or the process was paused); "
+                "stopping reconciles",
+                self.renew_deadline,
+            )
             self._set(False)
 
     def _set(self, leading: bool) -> None:

@@ -28,6 +28,9 @@ class Settings:
     metrics_port: int = 8081  # /metrics and /healthz
     workers: int = 8  # concurrent reconciles
     prometheus_url: str | None = None
+    # How often an API that is not installed (the Gateway API's HTTPRoute) is looked for again:
+    # the bound on noticing CRDs installed after the operator started.
+    discovery_seconds: float = 10.0
     # Leader election on a Lease (off for local runs; the Helm chart turns it on).
     leader_election: bool = False
     leader_election_namespace: str = ""  # empty: the Pod's own namespace, else "default"
@@ -101,4 +104,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_port=int(_number(env, "MODELROLL_METRICS_PORT", 8081, 0, 65535)),
         workers=int(_number(env, "MODELROLL_WORKERS", 8, 1, 256)),
         prometheus_url=prometheus,
+        discovery_seconds=_number(env, "MODELROLL_DISCOVERY_SECONDS", 10.0, 0.5, 3600.0),
     )
