@@ -42,3 +42,24 @@ def test_a_crashed_worker_is_replaced(models, tmp_path):
         wait_until(ready, what="readiness after the restart")
         assert s.metrics()[KEY] == before  # the replacement keeps its predecessor's counts
         assert s.proc.poll() is None
+
+
+def test_a_worker_that_keeps_dying_at_once_is_reforked_with_backoff(models, tmp_path):
+    with running_server(tmp_path, models.paths["lr"], "lr", ["--workers", "2"]) as s:
+        workers = _children(s.proc.pid)
+        victim = min(workers)
+        for _ in range(3):  # the same slot's worker dies, each time within its first seconds
+            os.kill(victim, signal.SIGKILL)
+            survivors = workers - {victim}
+
+            def replaced(survivors: set[int] = survivors, victim: int = victim) -> bool:
+                now = _children(s.proc.pid)
+                return len(now - survivors) == 1 and victim not in now
+
+            wait_until(replaced, timeout=30, what="a replacement worker")
+            workers = _children(s.proc.pid)
+            victim = (workers - survivors).pop()
+        lines = [line for line in s.output().splitlines() if "starting a new one in" in line]
+        waits = [float(line.rsplit(" in ", 1)[1].rstrip("s")) for line in lines]
+        assert waits == [1.0, 2.0, 4.0], waits
+        assert s.proc.poll() is None
