@@ -23,13 +23,14 @@ from .. import actions
 from .. import conditions as c
 from ..analysis import state as analysis_state
 from ..analysis.gates import POST_PROMOTION, PRE_PROMOTION
+from ..analysis.state import parse_stamp
 from ..events import normal
 from ..spec import BlueGreenSpec
 from ..traffic.routing import Routing
 from .context import Context
 from .outcome import Outcome
 from .rollout import ROLLOUT_KEYS, TwoTrack, steady
-from .tracks import parse_time, track_status
+from .tracks import track_status
 
 PREVIEW, SWITCHED, FINALIZING = "Preview", "Switched", "Finalizing"
 PROMOTES = (actions.PROMOTE, actions.PROMOTE_FULL)
@@ -53,7 +54,7 @@ def _preview(r: TwoTrack, bg: BlueGreenSpec, at: Stage, started: datetime) -> No
         for action in PROMOTES:
             r.defer(action)  # a promote waits for the preview
         return
-    ready_at = parse_time(at.state.get("previewReadyAt"), ctx.now)
+    ready_at = parse_stamp(at.state.get("previewReadyAt"), ctx.now)
     at.state["previewReadyAt"] = ctx.stamp(ready_at)
     auto = bg.auto_promotion_seconds
     due = auto is not None and ctx.now >= ready_at + timedelta(seconds=auto)
@@ -77,7 +78,7 @@ def _preview(r: TwoTrack, bg: BlueGreenSpec, at: Stage, started: datetime) -> No
 def _switched(r: TwoTrack, bg: BlueGreenSpec, at: Stage) -> None:
     """The old track stays warm until the delay is over and postPromotionAnalysis passed; a
     failure switches back."""
-    switched = parse_time(at.state.get("switchedAt"), r.ctx.now)
+    switched = parse_stamp(at.state.get("switchedAt"), r.ctx.now)
     remaining = (switched + timedelta(seconds=bg.scale_down_delay_seconds) - r.ctx.now).total_seconds()
     passed = r.analyse(bg.post_promotion_analysis, POST_PROMOTION, None)
     r.wait_for_measurement(bg.post_promotion_analysis)
@@ -108,7 +109,7 @@ def plan_bluegreen(ctx: Context) -> Outcome:
     r.open(abortable=at.name != FINALIZING)
     if r.retried:
         at = Stage(PREVIEW)
-    started = parse_time(at.state.get("startedAt"), ctx.now)
+    started = parse_stamp(at.state.get("startedAt"), ctx.now)
     if not r.aborted and at.name == PREVIEW:
         _preview(r, bg, at, started)
     if not r.aborted and at.name == SWITCHED:

@@ -21,13 +21,14 @@ from .. import actions
 from .. import conditions as c
 from ..analysis import state as analysis_state
 from ..analysis.gates import CANARY_SCOPE
+from ..analysis.state import parse_stamp
 from ..events import normal
 from ..spec import Step
 from ..traffic.routing import Routing
 from .context import Context
 from .outcome import Outcome
 from .rollout import ROLLOUT_KEYS, TwoTrack, steady
-from .tracks import canary_floor, parse_time, ready_on_track, track_status
+from .tracks import canary_floor, ready_on_track, track_status
 
 
 def weight_at(steps: tuple[Step, ...], step: int) -> int:
@@ -103,7 +104,7 @@ def plan_canary(ctx: Context) -> Outcome:
     fresh = not r.same or r.retried
     at = Position(
         step=0 if fresh else int(ctx.status.get("currentStep", 0)),
-        started=ctx.now if fresh else parse_time(ctx.status.get("stepStartedAt"), ctx.now),
+        started=ctx.now if fresh else parse_stamp(ctx.status.get("stepStartedAt"), ctx.now),
     )
     # The run is kept in status after an abort, to show why.
     r.analyse(analysis, CANARY_SCOPE, at.step, measure=at.step < n_steps)

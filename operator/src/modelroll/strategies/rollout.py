@@ -17,8 +17,8 @@ from typing import Any
 
 from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 
-from .. import actions
 from .. import conditions as c
+from ..actions import ABORT, PROMOTE, PROMOTE_FULL, RETRY
 from ..analysis import state as analysis_state
 from ..analysis.gates import CANARY_SCOPE
 from ..children import build_deployment, revision_of
@@ -110,10 +110,10 @@ class TwoTrack:
             )
         elif not self.same:
             self.events.append(normal("RolloutStarted", f"{self.what} of {self.label} started"))
-        if self.aborted and self.act(actions.RETRY):
+        if self.aborted and self.act(RETRY):
             self.aborted, self.retried = None, True
             self.events.append(normal("Retry", f"{self.what} of {self.label} retried from the start"))
-        if not self.aborted and abortable and self.act(actions.ABORT):
+        if not self.aborted and abortable and self.act(ABORT):
             self.fail("Aborted", f"rollout of {self.label} aborted by a user")
 
     def analyse(self, analysis: Analysis | None, scope: str, step: int | None, measure: bool = True) -> bool:
@@ -196,21 +196,17 @@ class TwoTrack:
 
     def _decline(self, finishing: str | None, abortable: bool) -> dict[str, str]:
         """Why a pending action had nothing to act on, for the Event that acknowledges it."""
-        out = {actions.RETRY: f"the rollout of {self.label} is not aborted"}
+        name, label = self.ctx.owner.name, self.label
         if self.aborted:
-            stopped = (
-                f"the rollout of {self.label} is aborted (`kubectl modelroll retry {self.ctx.owner.name}` restarts it)"
-            )
-            out |= {actions.PROMOTE: stopped, actions.PROMOTE_FULL: stopped}
-            out[actions.ABORT] = f"the rollout of {self.label} is already aborted"
-        elif finishing:
-            out |= {actions.PROMOTE: finishing, actions.PROMOTE_FULL: finishing}
-        if not self.aborted and not abortable:
-            out[actions.ABORT] = finishing or f"the rollout of {self.label} can no longer be aborted"
+            stopped = f"the rollout of {label} is aborted (`kubectl modelroll retry {name}` restarts it)"
+            return {PROMOTE: stopped, PROMOTE_FULL: stopped, ABORT: f"the rollout of {label} is already aborted"}
+        out = {RETRY: f"the rollout of {label} is not aborted"}
         if self.ctx.requests.paused:
-            out.setdefault(
-                actions.PROMOTE, f"paused by a user (`kubectl modelroll resume {self.ctx.owner.name}` first)"
-            )
+            out[PROMOTE] = f"paused by a user (`kubectl modelroll resume {name}` first)"
+        if finishing:
+            out |= {PROMOTE: finishing, PROMOTE_FULL: finishing}
+        if not abortable:
+            out[ABORT] = finishing or f"the rollout of {label} can no longer be aborted"
         return out
 
     def outcome(
@@ -229,62 +225,46 @@ class TwoTrack:
         finishing: str | None = None,
         abortable: bool = True,
     ) -> Outcome:
-        """The report of a rollout in progress (or aborted, with the abort's reason)."""
-        stable_now = track_status(self.stable, self.ctx.observed, TRACK_STABLE)
+        """The report of a rollout in progress, or of an aborted one (Degraded, the abort's reason)."""
+        stable, ready = track_status(self.stable, self.ctx.observed, TRACK_STABLE), canary["readyReplicas"]
+        verified: tuple[bool | None, str, str] = (
+            None,
+            c.WAITING_FOR_PODS,
+            f"waiting for a {pods} Pod to load the model",
+        )
         if self.aborted:
+            phase, reason, serving = c.DEGRADED, self.aborted["reason"], self.old
+            verified = (False if reason == c.INTEGRITY_MISMATCH else None, reason, self.aborted["message"])
             extra = {**extra, "aborted": self.aborted}
+        elif ready:
+            verified = (True, c.DIGEST_VERIFIED, f"{ready} {pods} Pod(s) loaded the verified model")
         if self.run is not None:
             extra = {**extra, "analysis": self.run}
-        common: dict[str, Any] = dict(
-            children=children,
-            stable=stable_now,
-            canary=canary,
-            held=held,
-            events=self.events,
-            requeue_after=self.requeue,
-            replicas=stable_now["replicas"] + canary["replicas"],
-            ready_replicas=stable_now["readyReplicas"] + canary["readyReplicas"],
-            desired_replicas=self.ctx.replicas,
-            extra_status=extra,
-            drop_status=() if self.aborted else ("aborted",),
-            routing=routing,
-            acted=frozenset(self.acted),
-            deferred=frozenset(self.deferred),
-            declined=self._decline(finishing, abortable),
-        )
-        if self.aborted:
-            why = self.aborted["reason"]
-            verified_now = False if why == c.INTEGRITY_MISMATCH else None
-            return Outcome(
-                **common,
-                phase=c.DEGRADED,
-                reason=why,
-                message=message,
-                conditions=[
-                    c.condition(c.READY, True, c.ALL_READY, f"{self.old} serving"),
-                    c.condition(c.PROGRESSING_COND, False, why, message),
-                    c.condition(c.DEGRADED_COND, True, why, message),
-                    c.condition(c.MODEL_VERIFIED, verified_now, why, self.aborted["message"]),
-                ],
-            )
-        ready = canary["readyReplicas"]
-        verified = (
-            f"{ready} {pods} Pod(s) loaded the verified model" if ready else f"waiting for a {pods} Pod to load it"
-        )
+        degraded = bool(self.aborted)
+        trouble = (reason, message) if degraded else (c.AS_EXPECTED, "no problems found")
         return Outcome(
-            **common,
+            children=children,
             phase=phase,
             reason=reason,
             message=message,
             conditions=[
                 c.condition(c.READY, True, c.ALL_READY, f"{serving} serving"),
-                c.condition(c.PROGRESSING_COND, True, reason, message),
-                c.condition(c.DEGRADED_COND, False, c.AS_EXPECTED, "no problems found"),
-                c.condition(
-                    c.MODEL_VERIFIED,
-                    True if ready else None,
-                    c.DIGEST_VERIFIED if ready else c.WAITING_FOR_PODS,
-                    verified,
-                ),
+                c.condition(c.PROGRESSING_COND, not degraded, reason, message),
+                c.condition(c.DEGRADED_COND, degraded, *trouble),
+                c.condition(c.MODEL_VERIFIED, *verified),
             ],
+            stable=stable,
+            canary=canary,
+            replicas=stable["replicas"] + canary["replicas"],
+            ready_replicas=stable["readyReplicas"] + ready,
+            desired_replicas=self.ctx.replicas,
+            routing=routing,
+            extra_status=extra,
+            drop_status=() if degraded else ("aborted",),
+            events=self.events,
+            requeue_after=self.requeue,
+            held=held,
+            acted=frozenset(self.acted),
+            deferred=frozenset(self.deferred),
+            declined=self._decline(finishing, abortable),
         )

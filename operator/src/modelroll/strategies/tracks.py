@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from modelroll_contract import LABEL_REVISION, LABEL_TRACK, TRACK_CANARY, TRACK_STABLE
@@ -92,12 +91,3 @@ def hold_or_rebuild(ctx: Context, track: str, ident: Mapping[str, Any]) -> dict[
     if running_revision(ctx.observed.deployments.get(ctx.name(track))) == ident.get("revision"):
         return None
     return build_pod_template(spec_for(ctx.spec, ident), ctx.owner, track, ctx.image)
-
-
-def parse_time(text: str | None, default: datetime) -> datetime:
-    if not text:
-        return default
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=default.tzinfo)
-    except ValueError:
-        return default
