@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx2
 import pytest
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import Status
@@ -21,6 +22,14 @@ def _error(code: int) -> ApiError:
     err = ApiError.__new__(ApiError)
     err.status = Status(code=code, message=str(code))
     return err
+
+
+def not_served() -> httpx2.HTTPStatusError:
+    """What lightkube raises when the API server answers ``404 page not found`` (plain text) for
+    a resource it does not serve."""
+    request = httpx2.Request("GET", "https://api.test/apis/gateway.networking.k8s.io/v1/namespaces/ml/httproutes")
+    response = httpx2.Response(404, text="404 page not found", request=request)
+    return httpx2.HTTPStatusError("Client error '404 Not Found'", request=request, response=response)
 
 
 def route(name: str, parent: str, version: int, namespace: str = "ml") -> dict:
@@ -62,7 +71,7 @@ class FakeAPI:
             class Missing:
                 def __aiter__(self):
                     async def gen():
-                        raise _error(404)
+                        raise not_served()
                         yield  # pragma: no cover
 
                     return gen()
@@ -127,7 +136,7 @@ def test_routes_are_watched_once_the_crd_appears_and_dropped_when_it_goes():
 
         # The CRD is removed: the watch ends, the list answers 404, every cached route goes.
         api.installed = False
-        await api.events.put(_error(404))
+        await api.events.put(not_served())
         await until(lambda: watch.served is False)
         assert label_key(cache) == {} and served_changes == [False, True, False]
         task.cancel()

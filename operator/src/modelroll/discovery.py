@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import httpx2
 from lightkube import AsyncClient
 from lightkube.core.client import LabelSelector
 from lightkube.core.exceptions import ApiError
@@ -38,6 +39,14 @@ ALL_NAMESPACES = "*"
 OURS: LabelSelector = {LABEL_MANAGED_BY: MANAGED_BY_VALUE}
 WATCH_SERVER_TIMEOUT = 300  # seconds; the API server ends each watch request after this
 WATCH_RETRY_SECONDS = 1.0  # pause before listing again after a watch failed
+
+
+def _code(error: httpx2.HTTPStatusError) -> int:
+    """The HTTP status; an unserved resource is answered ``404 page not found`` in plain text,
+    so lightkube raises the bare httpx error there rather than an ApiError with a Status."""
+    if isinstance(error, ApiError) and error.status and error.status.code:
+        return int(error.status.code)
+    return error.response.status_code
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -74,8 +83,8 @@ class HTTPRouteWatch:
         while True:
             try:
                 version = await self._relist(namespace)
-            except ApiError as error:
-                if error.status.code == 404:
+            except httpx2.HTTPStatusError as error:
+                if _code(error) == 404:  # no such resource: the CRD is missing (or not Established)
                     self._forget(namespace)
                     self._set(False)
                 else:
