@@ -88,6 +88,12 @@ class Settlement:
     deferred: dict[str, dict[str, str]]  # status.deferred: action -> {token, revision}
     events: list[Event]
 
+    def record(self, status: dict[str, Any]) -> None:
+        """Write the settlement into ``status`` (the keys it owns, nothing else)."""
+        status.pop("deferred", None)
+        status.update({"acknowledged": self.acknowledged} if self.acknowledged else {})
+        status.update({"deferred": self.deferred} if self.deferred else {})
+
 
 def settle(
     requests: Requests,

@@ -17,7 +17,8 @@ from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 
 from . import actions
 from . import conditions as c
-from .actions import Requests, Settlement, read_requests, settle
+from .actions import Requests, read_requests, settle
+from .analysis.state import stamp as timestamp
 from .children import HASH_ANNOTATION, Owner, selector_string
 from .events import Event
 from .observed import Observed
@@ -32,6 +33,9 @@ from .strategies.undo import resolve_pin
 from .traffic import router_for
 
 WARNING_PHASES = {c.DEGRADED, c.FAILED}
+NO_ACTIONS_IN_ROLLING = (
+    "a rolling update has no steps to promote and cannot be aborted (`kubectl modelroll undo {name}`)"
+)
 
 
 @dataclass(frozen=True)
@@ -66,18 +70,6 @@ class Plan:
         return len(self.apply) + len(self.delete) + len(self.scale) + (self.status is not None) + len(self.events)
 
 
-def timestamp(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _set_actions(status: dict[str, Any], settled: Settlement) -> None:
-    status.pop("deferred", None)
-    if settled.acknowledged:
-        status["acknowledged"] = settled.acknowledged
-    if settled.deferred:
-        status["deferred"] = settled.deferred
-
-
 def _invalid(subject: Subject, requests: Requests, error: SpecError, now: datetime) -> Plan:
     message = f"invalid spec: {error}"
     settled = settle(requests, subject.status, (), (), {}, None, "the spec is invalid")
@@ -97,7 +89,7 @@ def _invalid(subject: Subject, requests: Requests, error: SpecError, now: dateti
             subject.generation,
         ),
     }
-    _set_actions(status, settled)
+    settled.record(status)
     return _finish(subject, status, Plan(), settled.events)
 
 
@@ -206,16 +198,6 @@ def _keep_needed_canary(ctx: Context, outcome: Outcome) -> Outcome:
     return replace(outcome, held={**outcome.held, name: floor})
 
 
-def _nothing_to_do(ctx: Context, outcome: Outcome) -> str:
-    """Why a pending action had nothing to act on, when the strategy did not say."""
-    if outcome.canary is None:
-        return "no rollout in progress"
-    return (
-        "a rolling update has no steps to promote and cannot be aborted "
-        f"(`kubectl modelroll undo {ctx.owner.name}` rolls back)"
-    )
-
-
 def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Plan:
     owner = subject.owner
     requests = read_requests(subject.annotations, subject.status)
@@ -231,15 +213,8 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
     ctx = Context(spec, owner, observed, subject.status, requests, now, spec.server.image or image, router)
     outcome = _strategy(ctx, subject.generation)
     rollout = (outcome.canary or {}).get("revision")
-    settled = settle(
-        requests,
-        subject.status,
-        outcome.acted,
-        outcome.deferred,
-        outcome.declined,
-        rollout,
-        _nothing_to_do(ctx, outcome),
-    )
+    why = "no rollout in progress" if outcome.canary is None else NO_ACTIONS_IN_ROLLING.format(name=owner.name)
+    settled = settle(requests, subject.status, outcome.acted, outcome.deferred, outcome.declined, rollout, why)
     desired = outcome.children + router.build(owner, outcome.routing)
     events = list(outcome.events) + settled.events
     rolling = spec.strategy.type == "Rolling"
@@ -266,7 +241,7 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
         "history": _history(subject.status, outcome, spec.revision_history_limit, now),
         **outcome.extra_status,
     }
-    _set_actions(status, settled)
+    settled.record(status)
     if outcome.stable:
         status["stable"] = outcome.stable
     if outcome.canary:

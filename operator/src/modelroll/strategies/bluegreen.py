@@ -51,8 +51,7 @@ def _preview(r: TwoTrack, bg: BlueGreenSpec, at: Stage, started: datetime) -> No
     if not ctx.progress(TRACK_CANARY, r.rev).complete(n):
         ready = f"{track_status(r.target, ctx.observed, TRACK_CANARY)['readyReplicas']}/{n} preview Pods Ready"
         r.check_deadline(started, f"preview {r.label}", ready)
-        for action in PROMOTES:
-            r.defer(action)  # a promote waits for the preview
+        r.defer(*PROMOTES)  # a promote waits for the preview
         return
     ready_at = parse_stamp(at.state.get("previewReadyAt"), ctx.now)
     at.state["previewReadyAt"] = ctx.stamp(ready_at)
@@ -64,8 +63,7 @@ def _preview(r: TwoTrack, bg: BlueGreenSpec, at: Stage, started: datetime) -> No
         return
     if not passed and (due or any(ctx.requests.has(a) for a in PROMOTES)):
         at.waiting_analysis = True
-        for action in PROMOTES:
-            r.defer(action)  # a person's promote waits for the analysis too
+        r.defer(*PROMOTES)  # a person's promote waits for the analysis too
     elif any([r.act(a) for a in PROMOTES]) or due:
         at.name, at.state["switchedAt"] = SWITCHED, ctx.stamp()
         r.events.append(normal("Switched", f"traffic switched to {r.label}"))

@@ -33,11 +33,7 @@ from .tracks import canary_floor, ready_on_track, track_status
 
 def weight_at(steps: tuple[Step, ...], step: int) -> int:
     """The weight in force at ``step``: the last setWeight at or before it."""
-    weight = 0
-    for s in steps[: step + 1]:
-        if s.set_weight is not None:
-            weight = s.set_weight
-    return weight
+    return next((s.set_weight for s in reversed(steps[: step + 1]) if s.set_weight is not None), 0)
 
 
 @dataclass

@@ -34,10 +34,6 @@ from .tracks import canary_floor, hold_or_rebuild, identity, running_revision, t
 ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted")
 
 
-def abort_record(revision: str, reason: str, message: str) -> dict[str, str]:
-    return {"revision": revision, "reason": reason, "message": message}
-
-
 def steady(ctx: Context, routing: Routing, extra: dict[str, Any]) -> Outcome:
     """No rollout in progress (first revision, or stable is the spec's): plain Rolling on the
     stable track; the canary track and the rollout bookkeeping go away."""
@@ -65,7 +61,6 @@ class TwoTrack:
         self.events: list[Event] = []
         self.acted: set[str] = set()
         self.deferred: set[str] = set()
-        self.declined: dict[str, str] = {}
         self.requeue: float | None = None
 
     @property
@@ -85,29 +80,24 @@ class TwoTrack:
             return True
         return False
 
-    def defer(self, action: str) -> None:
-        """Keep ``action`` for a later reconcile of this same rollout."""
-        if self.ctx.requests.has(action):
-            self.deferred.add(action)
+    def defer(self, *actions: str) -> None:
+        """Keep ``actions`` (those asked for) for a later reconcile of this same rollout."""
+        self.deferred |= {a for a in actions if self.ctx.requests.has(a)}
 
     def wait(self, seconds: float) -> None:
         self.requeue = seconds if self.requeue is None else min(self.requeue, seconds)
 
     def fail(self, reason: str, message: str) -> None:
-        self.aborted = abort_record(self.rev, reason, message)
+        self.aborted = {"revision": self.rev, "reason": reason, "message": message}
         self.events.append(warning(reason, message))
 
     def open(self, abortable: bool = True) -> None:
         """Start, restart, retry or abort the rollout."""
         previous = self.ctx.status.get("canary") or {}
+        was = previous.get("version") or previous.get("revision")
         if not self.same and previous:
-            was = previous.get("version") or previous.get("revision")
-            self.events.append(
-                normal(
-                    "RolloutRestarted",
-                    f"spec changed mid-rollout: {was} replaced by {self.label}; the {self.what} restarts",
-                )
-            )
+            why = f"spec changed mid-rollout: {was} replaced by {self.label}; the {self.what} restarts"
+            self.events.append(normal("RolloutRestarted", why))
         elif not self.same:
             self.events.append(normal("RolloutStarted", f"{self.what} of {self.label} started"))
         if self.aborted and self.act(RETRY):
@@ -131,7 +121,7 @@ class TwoTrack:
                 name = "analysis of canary" if scope == CANARY_SCOPE else f"{scope}Analysis of"
                 self.fail(analysis_state.REASON_FAILED, f"{name} {self.label} failed: {self.run['message']}")
             return False
-        return analysis_state.passed_at(self.run, step)
+        return self.passed(step)
 
     def passed(self, step: int | None) -> bool:
         """Whether analysis lets ``step`` end (always, without analysis)."""

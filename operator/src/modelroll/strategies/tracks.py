@@ -20,15 +20,7 @@ IDENTITY_KEYS = ("revision", "version", "digest", "uri", "format", "method")
 
 def identity(spec: ModelDeploymentSpec, revision: str) -> dict[str, Any]:
     """What status records about a revision: enough to name it and to rebuild it."""
-    m = spec.model
-    return {
-        "revision": revision,
-        "version": m.version,
-        "digest": m.digest,
-        "uri": m.uri,
-        "format": m.format,
-        "method": m.method,
-    }
+    return {"revision": revision} | {key: getattr(spec.model, key) for key in IDENTITY_KEYS[1:]}
 
 
 def track_status(ident: Mapping[str, Any], observed: Observed, track: str | None = None) -> dict[str, Any]:
