@@ -14,6 +14,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from modelroll_contract import EXIT_INTEGRITY_MISMATCH, termination_detail
 from node import SINK  # tests/cluster, on sys.path through tests/conftest.py
 
 from tests.e2e.operator_helpers import apply, phase_is, plugin, stable_version_is, status_of, weights_are
@@ -110,14 +111,17 @@ def test_wrong_digest_is_refused_and_the_old_model_keeps_serving(
     assert condition(status, "Degraded")["reason"] == "IntegrityMismatch"
     # The reason came from the init container's real termination message.
     new_pods = [p for p in pods_of(kubectl, namespace, "guarded") if p["status"].get("initContainerStatuses")]
-    messages = [
-        (s.get("state", {}).get("terminated") or s.get("lastState", {}).get("terminated") or {}).get("message", "")
+    stops = [
+        s.get("state", {}).get("terminated") or s.get("lastState", {}).get("terminated") or {}
         for p in new_pods
         for s in p["status"]["initContainerStatuses"]
     ]
-    refusal = next((m for m in messages if wrong[7:19] in m), None)
-    assert refusal, messages  # the init container named the digest it was asked for
-    assert refusal.strip().splitlines()[-1] in verified["message"], (refusal, verified["message"])
+    refusal = next((t for t in stops if wrong[7:19] in t.get("message", "")), None)
+    assert refusal, stops  # the init container named the digest it was asked for
+    # its exit code said why (the contract's), and the operator shows the message's detail
+    assert refusal["exitCode"] == EXIT_INTEGRITY_MISMATCH, refusal
+    line = refusal["message"].strip().splitlines()[-1]
+    assert termination_detail(line) in verified["message"], (line, verified["message"])
     assert status["stable"]["version"] == "v1"
     assert traffic.ok > 50 and traffic.failures == [], traffic.failures[:5]
     assert set(traffic.versions) == {"v1"}

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelroll_contract import REASON_BY_EXIT_CODE, termination_detail
+
 from tests.helpers import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -575,7 +577,7 @@ def fetch_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
 @dataclass
 class Fetched:
     returncode: int
-    reason: str  # the termination log: the one line the operator shows
+    reason: str  # the termination log's detail: the one line the operator shows
     stderr: str
     seconds: float
 
@@ -589,4 +591,7 @@ def run_fetch(tmp: Path, uri: str, dest: Path, digest: str | None, env: dict[str
     start = time.monotonic()
     r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     reason = tl.read_text() if tl.exists() else ""
+    if r.returncode:  # the exit code names the reason, and so does the message's first word
+        assert reason.startswith(REASON_BY_EXIT_CODE[r.returncode] + ": "), (r.returncode, reason)
+        reason = termination_detail(reason)
     return Fetched(r.returncode, reason, r.stderr, time.monotonic() - start)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port, server_env, wait_until
 from fetch_emulators import LoopbackServer, Request, Response, Route
+from modelroll_contract import EXIT_FETCH_FAILED, EXIT_INTEGRITY_MISMATCH
 
 pytestmark = pytest.mark.server
 
@@ -74,9 +75,9 @@ def test_fetch_wrong_digest_leaves_nothing(source, tmp_path):
     wrong = "sha256:" + "f" * 64
     with http_server(source.parent) as base:
         r = fetch(f"{base}/model.joblib", str(dest), "--digest", wrong, "--termination-log", str(tl))
-    assert r.returncode == 1
+    assert r.returncode == EXIT_INTEGRITY_MISMATCH  # the exit code says why, not words in the message
     reason = tl.read_text()
-    assert "digest mismatch" in reason and DIGEST in reason and reason.count("\n") == 1
+    assert reason.startswith("IntegrityMismatch: digest mismatch") and DIGEST in reason and reason.count("\n") == 1
     assert not dest.exists() and list(dest.parent.iterdir()) == []
 
 
@@ -84,14 +85,14 @@ def test_fetch_failing_urls(source, tmp_path):
     tl = tmp_path / "tl"
     with http_server(source.parent) as base:
         r = fetch(f"{base}/missing.joblib", str(tmp_path / "a"), "--termination-log", str(tl))
-    assert r.returncode == 1 and "HTTP 404" in tl.read_text()
+    assert r.returncode == EXIT_FETCH_FAILED and "HTTP 404" in tl.read_text()
     port = free_port()  # nothing listens there
     r = fetch(f"http://127.0.0.1:{port}/m.joblib", str(tmp_path / "b"), "--termination-log", str(tl))
-    assert r.returncode == 1 and "refused" in tl.read_text().lower()
+    assert r.returncode == EXIT_FETCH_FAILED and "refused" in tl.read_text().lower()
     r = fetch(str(tmp_path / "nope.joblib"), str(tmp_path / "c"), "--termination-log", str(tl))
-    assert r.returncode == 1 and "cannot open" in tl.read_text()
+    assert r.returncode == EXIT_FETCH_FAILED and "cannot open" in tl.read_text()
     r = fetch("ftp://example/m", str(tmp_path / "d"), "--termination-log", str(tl))
-    assert r.returncode == 1 and "unsupported URI scheme 'ftp'" in tl.read_text()
+    assert r.returncode == EXIT_FETCH_FAILED and "unsupported URI scheme 'ftp'" in tl.read_text()
     assert not any((tmp_path / n).exists() for n in "abcd")
 
 
@@ -125,7 +126,7 @@ def test_fetch_s3_from_a_local_s3_server(source, tmp_path):
         tl = tmp_path / "tl"
         r = fetch("s3://models/fraud/v7/missing.joblib", str(tmp_path / "x"),
                   "--termination-log", str(tl), env=creds)  # fmt: skip
-        assert r.returncode == 1 and "HTTP 404" in tl.read_text()
+        assert r.returncode == EXIT_FETCH_FAILED and "HTTP 404" in tl.read_text()
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -179,8 +180,8 @@ def test_fetch_http_that_keeps_breaking_fails_with_one_line(tmp_path):
     with LoopbackServer(ranged(BIG, [True] * 10)) as srv:
         dest = tmp_path / "models" / "model.joblib"
         r = fetch(f"{srv.url}/model.joblib?sig=secret", str(dest), "--digest", BIG_DIGEST, "--termination-log", str(tl))
-    assert r.returncode == 1
+    assert r.returncode == EXIT_FETCH_FAILED
     reason = tl.read_text()
-    assert reason.startswith(f"reading {srv.url}/model.joblib failed 3 times") and reason.count("\n") == 1
+    assert reason.startswith(f"FetchFailed: reading {srv.url}/model.joblib failed 3 times") and reason.count("\n") == 1
     assert "connection closed after" in reason and "secret" not in reason
     assert len(srv.requests) == 3 and list(dest.parent.iterdir()) == []

@@ -31,6 +31,7 @@ from fetch_emulators import (
     make_ca,
     run_fetch,
 )
+from modelroll_contract import EXIT_FETCH_FAILED
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(1800)]  # a cold cache installs Azurite
 
@@ -62,7 +63,7 @@ def assert_fetched(r, dest: Path) -> None:  # type: ignore[no-untyped-def]
 
 
 def assert_failed(r, dest: Path) -> str:  # type: ignore[no-untyped-def]
-    assert r.returncode == 1, r.stderr[-3000:]
+    assert r.returncode == EXIT_FETCH_FAILED, r.stderr[-3000:]
     assert r.reason.count("\n") <= 1 and r.reason.strip(), r.reason
     assert not dest.exists()
     return str(r.reason)

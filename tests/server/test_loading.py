@@ -13,6 +13,7 @@ import modelroll_test_models as tm
 import pytest
 import requests
 from conftest import running_server, sha256_of, spawn_server, wait_until
+from modelroll_contract import EXIT_INTEGRITY_MISMATCH, EXIT_MODEL_LOAD_FAILED
 
 pytestmark = pytest.mark.server
 
@@ -33,10 +34,10 @@ def test_wrong_digest_is_refused_before_unpickling(tmp_path):
     evil.write_bytes(pickle.dumps(tm.Marker(str(marker))))
     wrong = "sha256:" + "0" * 64
     proc, port, log = spawn_server(tmp_path, ["--model", str(evil), "--name", "m", "--digest", wrong])
-    assert _exits(proc) == 3
+    assert _exits(proc) == EXIT_INTEGRITY_MISMATCH
     assert not marker.exists()
     reason = (tmp_path / f"termination-{port}.log").read_text()
-    assert "digest mismatch" in reason and "refusing to load" in reason
+    assert reason.startswith("IntegrityMismatch: digest mismatch") and "refusing to load" in reason
     assert wrong.split(":")[1] in reason
 
 
@@ -48,9 +49,9 @@ def test_right_digest_loads(models, tmp_path):
 
 def test_skops_refuses_untrusted_types(models, tmp_path):
     proc, port, _ = spawn_server(tmp_path, ["--model", str(models.paths["rf_skops"]), "--name", "rf"])
-    assert _exits(proc) == 3
+    assert _exits(proc) == EXIT_MODEL_LOAD_FAILED
     reason = (tmp_path / f"termination-{port}.log").read_text()
-    assert "not trusted" in reason and "sklearn.tree._tree.Tree" in reason
+    assert reason.startswith("ModelLoadFailed: ") and "not trusted" in reason and "sklearn.tree._tree.Tree" in reason
 
 
 def test_skops_loads_types_the_operator_trusts(models, tmp_path):
@@ -102,7 +103,7 @@ def test_no_connection_is_taken_until_the_model_is_loaded(models, tmp_path):
 
 def test_missing_file_and_bad_config_fail_fast(tmp_path):
     proc, port, _ = spawn_server(tmp_path, ["--model", str(tmp_path / "none.joblib"), "--name", "m"])
-    assert _exits(proc) == 3
+    assert _exits(proc) == EXIT_MODEL_LOAD_FAILED
     assert "cannot read model file" in (tmp_path / f"termination-{port}.log").read_text()
     proc, _, log = spawn_server(tmp_path, ["--model", "x.joblib", "--name", "m", "--track", "blue"])
     assert _exits(proc) == 2

@@ -208,7 +208,10 @@ def test_deadline_exceeded_is_degraded_with_the_pod_reason():
                 "name": "fetch-model",
                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
                 "lastState": {
-                    "terminated": {"exitCode": 1, "message": "digest mismatch: expected sha256:aaaa, got sha256:ffff"}
+                    "terminated": {
+                        "exitCode": 4,
+                        "message": "IntegrityMismatch: digest mismatch: expected sha256:aaaa, got sha256:ffff",
+                    }
                 },
             }
         ],
@@ -222,6 +225,7 @@ def test_deadline_exceeded_is_degraded_with_the_pod_reason():
     status = result.status
     assert status["phase"] == "Degraded" and status["reason"] == "IntegrityMismatch"
     assert "digest mismatch" in status["message"] and "within 600s" in status["message"]
+    assert "IntegrityMismatch:" not in status["message"]  # the reason is said once, the detail shown
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Degraded"]["status"] == "True" and conds["ModelVerified"]["status"] == "False"
     assert [(e.type, e.reason) for e in result.events] == [("Warning", "IntegrityMismatch")]
@@ -238,13 +242,33 @@ def test_deadline_exceeded_is_degraded_with_the_pod_reason():
             {
                 "name": "server",
                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                "lastState": {"terminated": {"exitCode": 1, "message": "cannot unpickle model"}},
+                "lastState": {"terminated": {"exitCode": 3, "message": "ModelLoadFailed: cannot unpickle model"}},
             },
             "ModelLoadFailed",
         ),
         (
-            {"name": "fetch-model", "state": {"terminated": {"exitCode": 1, "message": "GET http://x: 404"}}},
+            {
+                "name": "fetch-model",
+                "state": {"terminated": {"exitCode": 5, "message": "FetchFailed: GET http://x: 404"}},
+            },
             "FetchFailed",
+        ),
+        (  # words in the message decide nothing: a 404 on a URL that says "sha256" and "digest"
+            {
+                "name": "fetch-model",
+                "state": {
+                    "terminated": {"exitCode": 5, "message": "FetchFailed: GET http://x/sha256/digest.joblib: 404"}
+                },
+            },
+            "FetchFailed",
+        ),
+        (  # the fetch's own exit code for a digest mismatch
+            {"name": "fetch-model", "state": {"terminated": {"exitCode": 4, "message": "IntegrityMismatch: no"}}},
+            "IntegrityMismatch",
+        ),
+        (  # a code the server never uses (killed, out of memory): what the container was doing
+            {"name": "server", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}},
+            "ModelLoadFailed",
         ),
     ],
 )

@@ -25,6 +25,38 @@ METRICS_PATH = "/metrics"
 TERMINATION_LOG = "/dev/termination-log"
 MODEL_DIR = "/models"
 
+# --- Why a server container stopped: its exit code says it, its termination message shows it -
+# The message is one line, "<Reason>: <detail>"; the operator takes the reason from the exit
+# code (never from words in the detail: a 404 on a URL containing "sha256" is no integrity
+# failure) and shows the detail.
+REASON_BAD_CONFIGURATION = "BadConfiguration"
+REASON_MODEL_LOAD_FAILED = "ModelLoadFailed"
+REASON_INTEGRITY_MISMATCH = "IntegrityMismatch"  # the artifact's digest is not the one pinned
+REASON_FETCH_FAILED = "FetchFailed"
+EXIT_BAD_CONFIGURATION = 2
+EXIT_MODEL_LOAD_FAILED = 3
+EXIT_INTEGRITY_MISMATCH = 4
+EXIT_FETCH_FAILED = 5
+REASON_BY_EXIT_CODE = {
+    EXIT_BAD_CONFIGURATION: REASON_BAD_CONFIGURATION,
+    EXIT_MODEL_LOAD_FAILED: REASON_MODEL_LOAD_FAILED,
+    EXIT_INTEGRITY_MISMATCH: REASON_INTEGRITY_MISMATCH,
+    EXIT_FETCH_FAILED: REASON_FETCH_FAILED,
+}
+EXIT_CODE_BY_REASON = {reason: code for code, reason in REASON_BY_EXIT_CODE.items()}
+
+
+def termination_message(reason: str, detail: str) -> str:
+    """The one line a failed container leaves in its termination log."""
+    return f"{reason}: {detail}"
+
+
+def termination_detail(message: str) -> str:
+    """The detail of a termination message (the whole text if it has no known reason prefix)."""
+    head, sep, rest = message.partition(": ")
+    return rest if sep and head in EXIT_CODE_BY_REASON else message
+
+
 # --- Server configuration from the environment (the operator sets these on the container) -
 ENV_PREFIX = "MODELROLL_SERVER_"
 ENV_MODEL = "MODELROLL_SERVER_MODEL"

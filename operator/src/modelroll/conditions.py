@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from modelroll_contract import REASON_FETCH_FAILED, REASON_INTEGRITY_MISMATCH, REASON_MODEL_LOAD_FAILED
+
 # Phases
 PENDING = "Pending"
 PROGRESSING = "Progressing"
@@ -31,9 +33,9 @@ ALL_READY = "AllReplicasReady"
 WAITING_FOR_PODS = "WaitingForReadyPods"
 SCALED_TO_ZERO = "ScaledToZero"
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-INTEGRITY_MISMATCH = "IntegrityMismatch"
-FETCH_FAILED = "FetchFailed"
-MODEL_LOAD_FAILED = "ModelLoadFailed"
+INTEGRITY_MISMATCH = REASON_INTEGRITY_MISMATCH  # the server's exit codes name these (contract)
+FETCH_FAILED = REASON_FETCH_FAILED
+MODEL_LOAD_FAILED = REASON_MODEL_LOAD_FAILED
 IMAGE_PULL_FAILED = "ImagePullFailed"
 INVALID_SPEC = "InvalidSpec"
 UNSUPPORTED = "Unsupported"

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelroll_contract import LABEL_REVISION
+from modelroll_contract import LABEL_REVISION, REASON_BY_EXIT_CODE, termination_detail
 
 from . import conditions as c
 from .analysis.gates import Measurement
@@ -100,20 +100,24 @@ def pods_of_revision(pods: Sequence[Obj], revision: str) -> list[Obj]:
 _PULL_REASONS = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
 
 
-def _classify(container: str, text: str) -> tuple[str, str]:
-    lowered = text.lower()
-    if "digest" in lowered or "integrity" in lowered or "sha256" in lowered:
-        return c.INTEGRITY_MISMATCH, f"{container}: {text}"
-    if container == "fetch-model":
-        return c.FETCH_FAILED, f"{container}: {text}"
-    return c.MODEL_LOAD_FAILED, f"{container}: {text}"
+def _classify(container: str, term: Obj) -> tuple[str, str]:
+    """The reason a container stopped, from its exit code (the contract's), and its detail.
+
+    Never from words in the message: a fetch that failed with a 404 on a URL containing
+    "sha256" is a fetch failure. Exit codes the server does not use (a kill, an OOM) fall
+    back to what the container was doing.
+    """
+    reason = REASON_BY_EXIT_CODE.get(term.get("exitCode", 0))
+    if reason is None:
+        reason = c.FETCH_FAILED if container == "fetch-model" else c.MODEL_LOAD_FAILED
+    return reason, f"{container}: {_termination_text(term)}"
 
 
 def _termination_text(term: Obj) -> str:
-    """The last line of the container's termination message (the server writes one line)."""
+    """The detail of the container's termination message (the server writes one line)."""
     message = (term.get("message") or "").strip()
     if message:
-        return message.splitlines()[-1]
+        return termination_detail(message.splitlines()[-1])
     return f"exited with {term.get('reason') or 'an error'} (exit code {term.get('exitCode', '?')})"
 
 
@@ -125,11 +129,11 @@ def _container_failure(cs: Obj) -> tuple[str, str] | None:
     last = (cs.get("lastState") or {}).get("terminated") or {}
     if waiting.get("reason") == "CrashLoopBackOff":
         why = f"; last run {_termination_text(last)}" if last else ""
-        reason, _ = _classify(name, _termination_text(last) if last else "")
+        reason, _ = _classify(name, last)
         return reason, f"{name}: crash-looping ({cs.get('restartCount', 0)} restarts){why}"
     for term in ((cs.get("state") or {}).get("terminated") or {}, last):
         if term and term.get("exitCode", 0) != 0:
-            return _classify(name, _termination_text(term))
+            return _classify(name, term)
     return None
 
 

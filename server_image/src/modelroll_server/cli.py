@@ -13,7 +13,15 @@ import sys
 import time
 from collections.abc import Sequence
 
-from modelroll_contract import ENV_DIGEST, TERMINATION_LOG
+from modelroll_contract import (
+    ENV_DIGEST,
+    EXIT_BAD_CONFIGURATION,
+    REASON_BAD_CONFIGURATION,
+    REASON_FETCH_FAILED,
+    REASON_INTEGRITY_MISMATCH,
+    REASON_MODEL_LOAD_FAILED,
+    TERMINATION_LOG,
+)
 
 from . import __version__
 from .config import ConfigError, Settings, add_serve_arguments, load_settings
@@ -50,14 +58,14 @@ def serve_command(settings: Settings) -> int:
 
     from .errors import LoadError
     from .metrics import Metrics
-    from .worker import LOAD_FAILED_EXIT, bind, load, write_termination_log
+    from .worker import bind, load, stopped
 
     try:
         model = load(settings)
     except LoadError as e:
         log.error("cannot serve: %s", e.reason)
-        write_termination_log(settings.termination_log, e.reason)
-        return LOAD_FAILED_EXIT
+        reason = REASON_INTEGRITY_MISMATCH if e.integrity else REASON_MODEL_LOAD_FAILED
+        return stopped(settings.termination_log, reason, e.reason)
     log.info("model %s version %s (%s, sha256:%s) loaded in %.3fs", settings.name, settings.version,
              type(model.estimator).__name__, model.sha256, model.load_seconds)  # fmt: skip
     # What exists now lives as long as the process: keep it out of the collector's view, so
@@ -69,7 +77,7 @@ def serve_command(settings: Settings) -> int:
         listener = bind(settings)
     except OSError as e:
         log.error("bad configuration: %s", e)
-        return 2
+        return stopped(settings.termination_log, REASON_BAD_CONFIGURATION, str(e))
     metrics = Metrics(settings.name, settings.version, settings.track, regions=settings.workers)
     if settings.workers == 1:
         return _run_worker(settings, metrics, listener, model)
@@ -147,18 +155,16 @@ def _supervise(settings: Settings, metrics: object, listener: socket.socket, mod
 
 def fetch_command(args: argparse.Namespace) -> int:
     from .fetch import FetchError, fetch
-    from .worker import write_termination_log
+    from .worker import stopped
 
     try:
         sha = fetch(args.uri, args.dest, args.digest)
     except FetchError as e:
         log.error("fetch failed: %s", e)
-        write_termination_log(args.termination_log, str(e))
-        return 1
+        return stopped(args.termination_log, REASON_INTEGRITY_MISMATCH if e.integrity else REASON_FETCH_FAILED, str(e))
     except Exception as e:
         log.exception("fetch failed")
-        write_termination_log(args.termination_log, f"fetch failed: {type(e).__name__}: {e}")
-        return 1
+        return stopped(args.termination_log, REASON_FETCH_FAILED, f"{type(e).__name__}: {e}")
     log.info("fetched %s to %s (sha256:%s)", args.uri, args.dest, sha)
     return 0
 
@@ -185,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         _setup_logging("INFO")
         log.error("bad configuration: %s", e)
-        return 2
+        return EXIT_BAD_CONFIGURATION
     _setup_logging(settings.log_level)
     return serve_command(settings)
 

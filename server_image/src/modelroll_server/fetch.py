@@ -72,6 +72,10 @@ TRUE = ("1", "true", "yes", "on")
 class FetchError(Exception):
     """One line the operator shows as the reason the model could not be fetched."""
 
+    def __init__(self, message: str, integrity: bool = False) -> None:
+        super().__init__(message)
+        self.integrity = integrity  # the bytes arrived, and they are not the pinned artifact
+
 
 class StreamBroken(Exception):
     """The bytes stopped before the end; opening the source again at the offset may help."""
@@ -587,7 +591,9 @@ def fetch(uri: str, dest: str, digest: str | None) -> str:
             out.flush()
             os.fsync(out.fileno())
         if expected is not None and actual != expected:
-            raise FetchError(f"digest mismatch for {shown}: expected sha256:{expected}, got sha256:{actual}")
+            raise FetchError(
+                f"digest mismatch for {shown}: expected sha256:{expected}, got sha256:{actual}", integrity=True
+            )
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:

@@ -17,6 +17,8 @@ import select
 import signal
 import socket
 
+from modelroll_contract import EXIT_CODE_BY_REASON, termination_message
+
 from .app import App
 from .config import Settings
 from .connection import HttpServer
@@ -26,15 +28,15 @@ from .metrics import Metrics
 
 log = logging.getLogger("modelroll_server")
 
-LOAD_FAILED_EXIT = 3
 
-
-def write_termination_log(path: str, message: str) -> None:
+def stopped(termination_log: str, reason: str, detail: str) -> int:
+    """Leave ``Reason: detail`` in the termination log; the exit code that says the reason."""
     try:
-        with open(path, "w") as f:
-            f.write(message[:4000] + "\n")
+        with open(termination_log, "w") as f:
+            f.write(termination_message(reason, detail)[:4000] + "\n")
     except OSError:
         pass
+    return EXIT_CODE_BY_REASON[reason]
 
 
 def load(settings: Settings) -> LoadedModel:
