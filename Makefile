@@ -69,9 +69,11 @@ bench-operator: venv cluster-tools
 	@$(PY) benchmarks/operator_scale.py
 
 # --- Helm chart (charts/modelroll) ------------------------------------------------------------
-# crds/ is the one source of the CRD; the chart carries a byte-identical copy (a unit test checks).
-chart-crds:
+# crds/ is the one source of the CRD; the chart carries a byte-identical copy and the operator
+# the schema of spec it validates and defaults against (unit tests check both).
+chart-crds: venv
 	@cp crds/*.yaml charts/modelroll/crds/
+	@$(PY) scripts/generate_spec_schema.py >/dev/null
 
 chart-lint: cluster-tools
 	@$$(tests/cluster/build-tools.sh --print-bin-dir)/helm lint --strict charts/modelroll

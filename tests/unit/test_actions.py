@@ -19,7 +19,7 @@ ROLLING = {"type": "Rolling"}
 
 def spec(version, strategy=CANARY):
     return {
-        "model": {"uri": f"s3://m/{version}.joblib", "digest": DIGESTS[version], "version": version},
+        "model": {"uri": f"s3://models/{version}.joblib", "digest": DIGESTS[version], "version": version},
         "replicas": 4,
         "strategy": strategy,
     }

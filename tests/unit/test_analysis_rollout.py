@@ -57,7 +57,7 @@ class AnalysedCluster(Cluster):
 
 def spec(version="v1", strategy=None):
     return {
-        "model": {"uri": f"s3://m/{version}.joblib", "digest": DIGESTS[version], "version": version},
+        "model": {"uri": f"s3://models/{version}.joblib", "digest": DIGESTS[version], "version": version},
         "replicas": 4,
         "strategy": strategy or {"type": "Canary", "canary": {"steps": STEPS, "analysis": ANALYSIS}},
     }

@@ -15,7 +15,7 @@ STEPS = [{"setWeight": 20}, {"pause": {"duration": "60s"}}, {"setWeight": 50}, {
 
 def spec(version="v1", strategy=None, **extra):
     return {
-        "model": {"uri": f"s3://m/{version}.joblib", "digest": DIGESTS[version], "version": version},
+        "model": {"uri": f"s3://models/{version}.joblib", "digest": DIGESTS[version], "version": version},
         "replicas": 4,
         "strategy": strategy or {"type": "Canary", "canary": {"steps": STEPS}},
         **extra,

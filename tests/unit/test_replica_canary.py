@@ -19,7 +19,7 @@ STEPS = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 90}, {"pause": {}}]
 
 def spec(version, steps=STEPS):
     return {
-        "model": {"uri": f"s3://m/{version}.joblib", "digest": DIGESTS[version], "version": version},
+        "model": {"uri": f"s3://models/{version}.joblib", "digest": DIGESTS[version], "version": version},
         "replicas": N,
         "strategy": {"type": "Canary", "canary": {"steps": steps}},
     }

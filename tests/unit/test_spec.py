@@ -47,13 +47,13 @@ CANARY = {"type": "Canary", "canary": {"steps": [{"setWeight": 10}]}}
     ("raw", "path"),
     [
         ({"replicas": 1}, "spec.model"),
-        (spec(model={"uri": "s3://b/k", "digest": "md5:abc"}), "spec.model.digest"),
+        (spec(model={"uri": "s3://bucket/k", "digest": "md5:abc"}), "spec.model.digest"),
         (spec(model={"uri": "ftp://x/y", "digest": DIGEST}), "spec.model.uri"),
         (spec(model={"uri": "/abs/path", "digest": DIGEST}), "spec.model.uri"),
-        (spec(model={"uri": "s3://b/k", "digest": DIGEST, "format": "onnx"}), "spec.model.format"),
+        (spec(model={"uri": "s3://bucket/k", "digest": DIGEST, "format": "onnx"}), "spec.model.format"),
         (spec(replicas=-1), "spec.replicas"),
         (spec(replicas="3"), "spec.replicas"),
-        (spec(strategy={"type": "Rolling", "canary": {"steps": []}}), "spec.strategy.canary"),
+        (spec(strategy={"type": "Rolling", "canary": {"steps": [{"setWeight": 10}]}}), "spec.strategy.canary"),
         (spec(strategy={"type": "Canary"}), "spec.strategy.canary.steps"),
         (
             spec(strategy={"type": "Canary", "canary": {"steps": [{"setWeight": 150}]}}),
