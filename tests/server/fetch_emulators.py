@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelroll_contract import REASON_BY_EXIT_CODE, termination_detail
+from modelroll_contract import EXIT_FETCH_FAILED, REASON_BY_EXIT_CODE, termination_detail
 
 from tests.helpers import free_port, stop_process
 
@@ -595,3 +595,17 @@ def run_fetch(tmp: Path, uri: str, dest: Path, digest: str | None, env: dict[str
         assert reason.startswith(REASON_BY_EXIT_CODE[r.returncode] + ": "), (r.returncode, reason)
         reason = termination_detail(reason)
     return Fetched(r.returncode, reason, r.stderr, time.monotonic() - start)
+
+
+def assert_fetched(r: Fetched, dest: Path, payload: bytes) -> None:
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert dest.read_bytes() == payload
+    assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temporary file left
+
+
+def assert_failed(r: Fetched, dest: Path) -> str:
+    """A store failure: its exit code, one line of reason, and nothing written."""
+    assert r.returncode == EXIT_FETCH_FAILED, r.stderr[-3000:]
+    assert r.reason.count("\n") <= 1 and r.reason.strip(), r.reason
+    assert not dest.exists() and (not dest.parent.exists() or list(dest.parent.iterdir()) == [])
+    return str(r.reason)

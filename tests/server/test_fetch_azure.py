@@ -23,6 +23,8 @@ from fetch_emulators import (
     LoopbackServer,
     Request,
     Response,
+    assert_failed,
+    assert_fetched,
     cut_first,
     emulator_dir,
     entra_access_token,
@@ -31,7 +33,6 @@ from fetch_emulators import (
     make_ca,
     run_fetch,
 )
-from modelroll_contract import EXIT_FETCH_FAILED
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(1800)]  # a cold cache installs Azurite
 
@@ -56,26 +57,13 @@ def az_env(tmp: Path, endpoint: str, **extra: str) -> dict[str, str]:
     return fetch_env(tmp, {"AZURE_STORAGE_ACCOUNT_NAME": AZURITE_ACCOUNT, "AZURE_STORAGE_ENDPOINT": endpoint, **extra})
 
 
-def assert_fetched(r, dest: Path) -> None:  # type: ignore[no-untyped-def]
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert dest.read_bytes() == PAYLOAD
-    assert [p.name for p in dest.parent.iterdir()] == [dest.name]
-
-
-def assert_failed(r, dest: Path) -> str:  # type: ignore[no-untyped-def]
-    assert r.returncode == EXIT_FETCH_FAILED, r.stderr[-3000:]
-    assert r.reason.count("\n") <= 1 and r.reason.strip(), r.reason
-    assert not dest.exists()
-    return str(r.reason)
-
-
 @pytest.mark.parametrize("uri", [f"az://models/{KEY}", BLOB_URL], ids=["az", "blob-url"])
 def test_account_key_with_both_uri_forms(azurite, tmp_path, uri):
     env = az_env(tmp_path, azurite.endpoint, AZURE_STORAGE_ACCOUNT_KEY=AZURITE_KEY)
     if uri == BLOB_URL:  # the account comes from the host
         del env["AZURE_STORAGE_ACCOUNT_NAME"]
     dest = tmp_path / "out" / "model.joblib"
-    assert_fetched(run_fetch(tmp_path, uri, dest, DIGEST, env), dest)
+    assert_fetched(run_fetch(tmp_path, uri, dest, DIGEST, env), dest, PAYLOAD)
 
 
 def test_a_wrong_key_is_refused_by_the_store(azurite, tmp_path):
@@ -136,7 +124,7 @@ def test_a_stream_cut_mid_way_resumes(azurite, tmp_path):
     with LoopbackServer(cut_first(azurite.url, times=1)) as front:
         env = az_env(tmp_path, f"{front.url}/{AZURITE_ACCOUNT}", AZURE_STORAGE_ACCOUNT_KEY=AZURITE_KEY)
         dest = tmp_path / "out" / "model.joblib"
-        assert_fetched(run_fetch(tmp_path, f"az://models/{KEY}", dest, DIGEST, env), dest)
+        assert_fetched(run_fetch(tmp_path, f"az://models/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
         assert len(front.requests) == 2 and "range" in front.requests[1].headers
 
 
@@ -175,7 +163,7 @@ def test_aks_workload_identity(tmp_path):
                 SSL_CERT_FILE=str(ca),
             )
             dest = tmp_path / "out" / "model.joblib"
-            assert_fetched(run_fetch(tmp_path, f"az://models/{KEY}", dest, DIGEST, env), dest)
+            assert_fetched(run_fetch(tmp_path, f"az://models/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
             assert len(idp.requests) == 1
 
             token_file.write_text("a-token-entra-does-not-trust")

@@ -23,6 +23,8 @@ from fetch_emulators import (
     Request,
     Response,
     Route,
+    assert_failed,
+    assert_fetched,
     cut_first,
     emulator_dir,
     fetch_env,
@@ -31,7 +33,6 @@ from fetch_emulators import (
     service_account_key,
     verify_jwt,
 )
-from modelroll_contract import EXIT_FETCH_FAILED
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(1800)]  # a cold cache builds fake-gcs-server
 
@@ -70,19 +71,6 @@ def gs_env(tmp: Path, base_url: str, **extra: str) -> dict[str, str]:
     return fetch_env(tmp, {"GOOGLE_BASE_URL": base_url, **extra})
 
 
-def assert_fetched(r, dest: Path) -> None:  # type: ignore[no-untyped-def]
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert dest.read_bytes() == PAYLOAD
-    assert [p.name for p in dest.parent.iterdir()] == [dest.name]
-
-
-def assert_failed(r, dest: Path) -> str:  # type: ignore[no-untyped-def]
-    assert r.returncode == EXIT_FETCH_FAILED, r.stderr[-3000:]
-    assert r.reason.count("\n") <= 1 and r.reason.strip(), r.reason
-    assert not dest.exists()
-    return str(r.reason)
-
-
 def test_workload_identity_token_from_the_metadata_server(gcs, tmp_path):
     def metadata(req: Request) -> Response:  # the GKE metadata server
         path = urllib.parse.urlsplit(req.path).path
@@ -99,7 +87,7 @@ def test_workload_identity_token_from_the_metadata_server(gcs, tmp_path):
     ):
         env = gs_env(tmp_path, front.url, GCE_METADATA_HOST=f"127.0.0.1:{md.port}")
         dest = tmp_path / "out" / "model.joblib"
-        assert_fetched(run_fetch(tmp_path, f"gs://models/{KEY}", dest, DIGEST, env), dest)
+        assert_fetched(run_fetch(tmp_path, f"gs://models/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
         assert len(md.requests) == 1 and [r.method for r in front.requests] == ["GET"]
 
 
@@ -121,7 +109,7 @@ def test_service_account_key_signs_the_token(gcs, tmp_path):
     with LoopbackServer(checking_front(gcs, accept)) as front:
         env = gs_env(tmp_path, front.url, GOOGLE_APPLICATION_CREDENTIALS=str(key_file))
         dest = tmp_path / "out" / "model.joblib"
-        assert_fetched(run_fetch(tmp_path, f"gs://{DOTTED}/{KEY}", dest, DIGEST, env), dest)
+        assert_fetched(run_fetch(tmp_path, f"gs://{DOTTED}/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
         assert claims and claims[0]["iss"] == info["client_email"]
 
         # A key the store does not know (another service account's) is refused, and said so.
@@ -136,7 +124,7 @@ def test_storage_emulator_host_and_a_bearer_token(gcs, tmp_path):
     with LoopbackServer(checking_front(gcs, lambda auth: auth == "Bearer static-token")) as front:
         env = fetch_env(tmp_path, {"STORAGE_EMULATOR_HOST": front.url, "GOOGLE_BEARER_TOKEN": "static-token"})
         dest = tmp_path / "out" / "model.joblib"
-        assert_fetched(run_fetch(tmp_path, f"gs://models/{KEY}", dest, DIGEST, env), dest)
+        assert_fetched(run_fetch(tmp_path, f"gs://models/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
         dest = tmp_path / "out2" / "model.joblib"
         reason = assert_failed(run_fetch(tmp_path, "gs://models/fraud/v7/missing.joblib", dest, DIGEST, env), dest)
         assert reason.startswith("GET gs://models/fraud/v7/missing.joblib failed: HTTP 404")
@@ -162,12 +150,12 @@ def test_a_public_bucket_is_read_unsigned_only_when_asked(gcs, tmp_path):
     with LoopbackServer(checking_front(gcs, lambda auth: auth is None)) as front:
         env = gs_env(tmp_path, front.url, GOOGLE_SKIP_SIGNATURE="true")
         dest = tmp_path / "out" / "model.joblib"
-        assert_fetched(run_fetch(tmp_path, f"gs://models/{KEY}", dest, DIGEST, env), dest)
+        assert_fetched(run_fetch(tmp_path, f"gs://models/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
 
 
 def test_a_stream_cut_mid_way_resumes(gcs, tmp_path):
     with LoopbackServer(cut_first(gcs.url, times=1, keep_host=False)) as front:
         env = gs_env(tmp_path, front.url, GOOGLE_BEARER_TOKEN="t")
         dest = tmp_path / "out" / "model.joblib"
-        assert_fetched(run_fetch(tmp_path, f"gs://models/{KEY}", dest, DIGEST, env), dest)
+        assert_fetched(run_fetch(tmp_path, f"gs://models/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
         assert len(front.requests) == 2 and front.requests[1].headers["range"].startswith("bytes=")

@@ -25,6 +25,8 @@ from fetch_emulators import (
     Request,
     Response,
     Route,
+    assert_failed,
+    assert_fetched,
     aws_credentials_json,
     cut_first,
     fetch_env,
@@ -32,7 +34,6 @@ from fetch_emulators import (
     make_ca,
     run_fetch,
 )
-from modelroll_contract import EXIT_FETCH_FAILED
 
 pytestmark = pytest.mark.server
 
@@ -62,28 +63,15 @@ def keys(moto: Moto) -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": moto.key_id, "AWS_SECRET_ACCESS_KEY": moto.secret}
 
 
-def assert_fetched(r, dest: Path) -> None:  # type: ignore[no-untyped-def]
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert dest.read_bytes() == PAYLOAD
-    assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temporary file left
-
-
-def assert_failed(r, dest: Path) -> str:  # type: ignore[no-untyped-def]
-    assert r.returncode == EXIT_FETCH_FAILED, r.stderr[-3000:]
-    assert r.reason.count("\n") <= 1 and r.reason.strip(), r.reason
-    assert not dest.exists() and (not dest.parent.exists() or list(dest.parent.iterdir()) == [])
-    return str(r.reason)
-
-
 def test_static_keys_path_style_and_a_bucket_with_dots(moto, tmp_path):
     env = s3_env(tmp_path, moto.url, **keys(moto))
     for i, bucket in enumerate(["models", DOTTED]):
         dest = tmp_path / f"out{i}" / "model.joblib"
-        assert_fetched(run_fetch(tmp_path, f"s3://{bucket}/{KEY}", dest, DIGEST, env), dest)
+        assert_fetched(run_fetch(tmp_path, f"s3://{bucket}/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
     # AWS_ENDPOINT_URL_S3 wins over AWS_ENDPOINT_URL, as in the AWS SDKs.
     env = s3_env(tmp_path, f"http://{DEAD}", AWS_ENDPOINT_URL_S3=moto.url, **keys(moto))
     dest = tmp_path / "out-s3-endpoint" / "model.joblib"
-    assert_fetched(run_fetch(tmp_path, f"s3://{DOTTED}/{KEY}", dest, DIGEST, env), dest)
+    assert_fetched(run_fetch(tmp_path, f"s3://{DOTTED}/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
 
 
 def test_a_wrong_secret_or_an_unknown_key_is_refused_by_the_store(moto, tmp_path):
@@ -140,7 +128,7 @@ def test_irsa_web_identity_token_through_sts_over_https(moto, ca, tmp_path):
         }
         dest = tmp_path / "out" / "model.joblib"
         assert_fetched(
-            run_fetch(tmp_path, f"s3://models/{KEY}", dest, DIGEST, s3_env(tmp_path, moto.url, **irsa)), dest
+            run_fetch(tmp_path, f"s3://models/{KEY}", dest, DIGEST, s3_env(tmp_path, moto.url, **irsa)), dest, PAYLOAD
         )
         [call] = sts.requests
         assert call.query["RoleArn"] == moto.role_arn and call.query["WebIdentityToken"] == token_file.read_text()
@@ -176,7 +164,7 @@ def test_eks_pod_identity_agent(moto, tmp_path):
             AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(token_file),
         )
         dest = tmp_path / "out" / "model.joblib"
-        assert_fetched(run_fetch(tmp_path, f"s3://{DOTTED}/{KEY}", dest, DIGEST, env), dest)
+        assert_fetched(run_fetch(tmp_path, f"s3://{DOTTED}/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
         assert [r.headers["authorization"] for r in srv.requests] == ["pod-identity-token-123"]
 
 
@@ -198,7 +186,7 @@ def test_instance_metadata_imdsv2(moto, tmp_path):
     with LoopbackServer(imds) as srv:
         env = s3_env(tmp_path, moto.url, AWS_METADATA_ENDPOINT=srv.url)
         dest = tmp_path / "out" / "model.joblib"
-        assert_fetched(run_fetch(tmp_path, f"s3://models/{KEY}", dest, DIGEST, env), dest)
+        assert_fetched(run_fetch(tmp_path, f"s3://models/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
         assert [(r.method, r.path) for r in srv.requests] == [
             ("PUT", "/latest/api/token"),
             ("GET", "/latest/meta-data/iam/security-credentials/"),
@@ -262,7 +250,7 @@ def test_a_public_bucket_is_read_unsigned_only_when_asked(tmp_path):
             r = run_fetch(tmp_path, f"s3://public-models/{KEY}", dest, DIGEST, s3_env(tmp_path, front.url))
             assert "AWS_SKIP_SIGNATURE=true" in assert_failed(r, dest) and front.requests == []
             env = s3_env(tmp_path, front.url, AWS_SKIP_SIGNATURE="true")
-            assert_fetched(run_fetch(tmp_path, f"s3://public-models/{KEY}", dest, DIGEST, env), dest)
+            assert_fetched(run_fetch(tmp_path, f"s3://public-models/{KEY}", dest, DIGEST, env), dest, PAYLOAD)
             assert [r.method for r in front.requests] == ["GET"]
             assert "authorization" not in front.requests[0].headers
     finally:
@@ -273,7 +261,9 @@ def test_a_stream_cut_mid_way_resumes_where_it_broke(moto, tmp_path):
     with LoopbackServer(cut_first(moto.url, times=1)) as front:
         dest = tmp_path / "out" / "model.joblib"
         assert_fetched(
-            run_fetch(tmp_path, f"s3://models/{KEY}", dest, DIGEST, s3_env(tmp_path, front.url, **keys(moto))), dest
+            run_fetch(tmp_path, f"s3://models/{KEY}", dest, DIGEST, s3_env(tmp_path, front.url, **keys(moto))),
+            dest,
+            PAYLOAD,
         )
         first, second = front.requests
         assert "range" not in first.headers
