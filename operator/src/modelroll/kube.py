@@ -13,6 +13,7 @@ from typing import Any
 
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
+from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 ModelDeployment = create_namespaced_resource("modelroll.io", "v1alpha1", KIND, "modeldeployments")
 HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
-KINDS = {
+KINDS: dict[str, type[NamespacedResource]] = {
     "Deployment": Deployment,
     "Service": Service,
     "HorizontalPodAutoscaler": HorizontalPodAutoscaler,

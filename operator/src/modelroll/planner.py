@@ -18,7 +18,7 @@ from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 from . import actions
 from . import conditions as c
 from .actions import Requests, read_requests, settle
-from .analysis.state import stamp as timestamp
+from .analysis import state as analysis_state
 from .children import HASH_ANNOTATION, Owner, selector_string
 from .events import Event
 from .observed import Observed
@@ -33,6 +33,7 @@ from .strategies.undo import resolve_pin
 from .traffic import router_for
 
 WARNING_PHASES = {c.DEGRADED, c.FAILED}
+timestamp = analysis_state.stamp  # status times: whole seconds, UTC
 NO_ACTIONS_IN_ROLLING = (
     "a rolling update has no steps to promote and cannot be aborted (`kubectl modelroll undo {name}`)"
 )
