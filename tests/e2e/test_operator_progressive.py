@@ -53,7 +53,8 @@ def test_canary_through_timed_and_manual_pauses_with_promote(kubectl, kubeconfig
     )
     wait_for(weights_are(kubectl, namespace, "fraud", 80, 20), timeout=60, message="weights 80/20")
 
-    # the 4 s pause passes by itself; setWeight 50 brings 4 canary Pods; then the manual pause
+    # the 4 s pause passes by itself; setWeight 50 brings 2 canary Pods and, once they are Ready,
+    # the stable track down to its 2; then the manual pause
     status = wait_for(
         phase_is(kubectl, namespace, "fraud", "Paused", currentStep=3),
         timeout=90,
@@ -61,9 +62,9 @@ def test_canary_through_timed_and_manual_pauses_with_promote(kubectl, kubeconfig
     )
     wait_for(weights_are(kubectl, namespace, "fraud", 50, 50), timeout=60, message="weights 50/50")
     wait_for(
-        lambda: ready_endpoints_by_track(kubectl, namespace, "fraud") == {"stable": 4, "canary": 4},
+        lambda: ready_endpoints_by_track(kubectl, namespace, "fraud") == {"stable": 2, "canary": 2},
         timeout=60,
-        message=lambda: f"endpoints 4+4: {ready_endpoints_by_track(kubectl, namespace, 'fraud')}",
+        message=lambda: f"endpoints 2+2: {ready_endpoints_by_track(kubectl, namespace, 'fraud')}",
     )
     shown = plugin(kubeconfig, "status", "fraud", "-n", namespace).stdout
     assert "Paused" in shown and "Step:      4/4" in shown and "v2" in shown

@@ -213,7 +213,7 @@ def test_canary_at_half_weight_splits_fresh_connections_by_replica_ratio(
     )
     assert status["phase"] == "Paused"
     endpoints = wait_until_proxied(kubectl, namespace, "split")
-    assert len(endpoints) == 4  # 2 stable + 2 canary: the 50/50 split status reports
+    assert len(endpoints) == 2  # 1 stable + 1 canary: the 50/50 split status reports
 
     n = 400
     versions = [infer(address, "split", rows[i % len(rows) : i % len(rows) + 1])["model_version"] for i in range(n)]
