@@ -743,8 +743,8 @@ def test_chart_rules_are_exactly_the_verbs_the_operator_is_refused_without_them(
     until("can", healthy_at("v1"), "v1 Healthy")
     apply(kubectl, namespace, manifest("can", "v2", 2, strategy=CANARY))
     until("can", lambda s: s.get("phase") == "Paused", "Paused")
-    kubectl("scale", "mdep", "can", "-n", namespace, "--replicas=3")
-    until("can", lambda s: s.get("phase") == "Paused" and s["stable"]["replicas"] == 3, "stable scaled to 3")
+    kubectl("scale", "mdep", "can", "-n", namespace, "--replicas=3")  # at 50 %: 2 stable and 2 canary Pods
+    until("can", lambda s: s.get("phase") == "Paused" and s["stable"]["replicas"] == 2, "stable scaled to 2 of 3")
     plugin(kubeconfig, "promote", "can", "-n", namespace)
     until("can", healthy_at("v2"), "v2 promoted")
     # Blue-green behind a Gateway API HTTPRoute, with an HPA; then back to plain Rolling.
