@@ -186,6 +186,34 @@ def test_abort_leaves_stable_at_full_weight_and_scale(kubectl, kubeconfig, names
     wait_for(phase_is(kubectl, namespace, "ab", "Progressing", currentStep=1), timeout=60, message="retried")
 
 
+def test_abort_while_healthy_is_acknowledged_and_the_next_rollout_is_promoted(kubectl, kubeconfig, namespace, operator):
+    """An abort with no rollout in progress is settled at once (an Event says there was nothing
+    to abort); it never reaches the next rollout."""
+    timed = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]}}
+    apply(kubectl, namespace, manifest("calm", "v1", 2, strategy=timed))
+    wait_for(
+        stable_version_is(kubectl, namespace, "calm", "v1"), timeout=60, message=describe(kubectl, namespace, "calm")
+    )
+    plugin(kubeconfig, "abort", "calm", "-n", namespace)
+
+    def acknowledged():
+        return [
+            e["message"] for e in events_of(kubectl, namespace, "calm") if e["reason"] == "NothingToDo"
+        ] and "abort" in (status_of(kubectl, namespace, "calm").get("acknowledged") or {})
+
+    wait_for(acknowledged, timeout=30, message=describe(kubectl, namespace, "calm", operator))
+    (message,) = [e["message"] for e in events_of(kubectl, namespace, "calm") if e["reason"] == "NothingToDo"]
+    assert message == "nothing to abort: no rollout in progress"
+
+    apply(kubectl, namespace, manifest("calm", "v2", 2, strategy=timed))
+    status = wait_for(
+        stable_version_is(kubectl, namespace, "calm", "v2"),
+        timeout=90,
+        message=describe(kubectl, namespace, "calm", operator),
+    )
+    assert "aborted" not in status and "Aborted" not in [e["reason"] for e in events_of(kubectl, namespace, "calm")]
+
+
 def test_canary_pods_never_ready_abort_after_the_deadline(kubectl, namespace, operator):
     apply(kubectl, namespace, manifest("dl", "v1", 2, strategy=CANARY, progressDeadlineSeconds=6))
     wait_for(stable_version_is(kubectl, namespace, "dl", "v1"), timeout=60, message="v1")
