@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 
@@ -77,6 +77,7 @@ def build_gateway_routing(owner: Owner, traffic: TrafficRouting, routing: Routin
 @dataclass(frozen=True)
 class GatewayAPI:
     spec: ModelDeploymentSpec
+    precedence: ClassVar[int] = 10
 
     @staticmethod
     def applies(spec: ModelDeploymentSpec) -> bool:
@@ -98,3 +99,6 @@ class GatewayAPI:
             return switched_weights(routing.active, canary_ready)
         share = routing.canary_weight if canary_ready else 0  # the route sets the split
         return {"stable": 100 - share, "canary": share}
+
+
+ROUTER = GatewayAPI

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 
@@ -33,6 +33,7 @@ def split_replicas(weight: int, replicas: int) -> tuple[int, int]:
 @dataclass(frozen=True)
 class ReplicaRatio:
     spec: ModelDeploymentSpec
+    precedence: ClassVar[int] = 1000  # the fallback: needs nothing installed
 
     @staticmethod
     def applies(spec: ModelDeploymentSpec) -> bool:
@@ -60,3 +61,6 @@ class ReplicaRatio:
             return switched_weights(routing.active, canary_ready)
         share = round(100 * canary_ready / (stable_ready + canary_ready)) if canary_ready else 0
         return {"stable": 100 - share, "canary": share}
+
+
+ROUTER = ReplicaRatio

@@ -28,6 +28,8 @@ class Router(Protocol):
     """Turns a strategy's Routing into objects and numbers. The planner and the strategies
     know only this interface; ``traffic.router_for`` picks the implementation once."""
 
+    precedence: int  # routers are tried in this order; the first that applies is used
+
     def __init__(self, spec: ModelDeploymentSpec) -> None: ...
 
     @staticmethod
