@@ -40,7 +40,7 @@ def _setup_logging(level: str) -> None:
 def _new_loop() -> asyncio.AbstractEventLoop:
     import uvloop
 
-    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return uvloop.new_event_loop()
 
 
 def _run_worker(settings: Settings, metrics: object, listener: socket.socket, model: object) -> int:

@@ -465,7 +465,7 @@ class StoreSource:
     def open(self, offset: int) -> tuple[int, Iterator[bytes]]:
         import obstore
 
-        options: dict[str, Any] = {"range": {"offset": offset}} if offset else {}
+        options: Any = {"range": {"offset": offset}} if offset else {}  # obstore's GetOptions
         try:
             result = obstore.get(self.store, self.loc.path, options=options or None)
         except Exception as e:

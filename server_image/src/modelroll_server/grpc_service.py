@@ -129,8 +129,8 @@ class GrpcService:
         return self.in_flight
 
     # --- RPCs -----------------------------------------------------------------------------
-    def _handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        def unary(fn: Any, request: Any, response: Any) -> grpc.RpcMethodHandler:
+    def _handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        def unary(fn: Any, request: Any, response: Any) -> grpc.RpcMethodHandler[Any, Any]:
             return grpc.unary_unary_rpc_method_handler(
                 fn, request_deserializer=request.FromString, response_serializer=response.SerializeToString
             )

@@ -138,7 +138,7 @@ def _cast(arr: np.ndarray, datatype: str, name: str) -> np.ndarray:
     return arr
 
 
-def _output_names(requested: Any) -> list[str] | None:
+def _output_names(requested: Any) -> list[str | None] | None:
     """The output names a JSON request asks for (None: the default)."""
     if requested is None:
         return None

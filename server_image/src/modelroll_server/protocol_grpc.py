@@ -127,7 +127,7 @@ def encode_infer(
         _add_output(resp, "predict", pred, [len(pred)], wishes.raw)
     if proba is not None:
         _add_output(resp, "predict_proba", proba.astype(np.float64, copy=False), list(proba.shape), wishes.raw)
-    return resp.SerializeToString()  # type: ignore[no-any-return]
+    return resp.SerializeToString()
 
 
 def _add_output(resp: Any, name: str, arr: np.ndarray, shape: list[int], raw: bool) -> None:

@@ -79,7 +79,7 @@ def bind(settings: Settings) -> socket.socket:
 
 def _accept_waiting(listener: socket.socket) -> list[socket.socket]:
     """Every connection already in the listen queue (the kernel completed their handshake)."""
-    waiting = []
+    waiting: list[socket.socket] = []
     while True:
         try:
             conn, _ = listener.accept()
