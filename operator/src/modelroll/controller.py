@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from . import metrics
 from .analysis.prometheus import query_due_measurement
@@ -213,8 +212,3 @@ class Controller:
             )
         for event in result.events:
             await self.kube.emit_event(owner, event, now)
-
-
-def event_object(event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """(object, deleted) from a kopf watch event."""
-    return event["object"], event.get("type") == "DELETED"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from lightkube import AsyncClient
@@ -23,7 +23,7 @@ from modelroll_contract import LABEL_MANAGED_BY, MANAGED_BY_VALUE
 
 from . import login, metrics
 from .cache import Cache
-from .controller import Controller, event_object
+from .controller import Controller
 from .discovery import HTTPRouteWatch
 from .fence import FencedClient
 from .kube import FIELD_MANAGER, Kube
@@ -150,15 +150,20 @@ async def cleanup(**_: Any) -> None:
         await State.runner.cleanup()
 
 
+def event_object(event: kopf.RawEvent) -> tuple[dict[str, Any], bool]:
+    """(object, deleted) from a kopf watch event."""
+    return cast(dict[str, Any], event["object"]), event.get("type") == "DELETED"
+
+
 @kopf.on.event("modelroll.io", "v1alpha1", "modeldeployments")
-async def modeldeployment_event(event: dict[str, Any], **_: Any) -> None:
+async def modeldeployment_event(event: kopf.RawEvent, **_: Any) -> None:
     obj, deleted = event_object(event)
     key = State.cache.put_parent(obj, deleted)
     if not deleted:
         _queue(key)
 
 
-async def _child(kind: str, event: dict[str, Any]) -> None:
+async def _child(kind: str, event: kopf.RawEvent) -> None:
     obj, deleted = event_object(event)
     key = State.cache.put_child(kind, obj, deleted)
     if key is not None and State.controller is not None:
@@ -166,20 +171,20 @@ async def _child(kind: str, event: dict[str, Any]) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
-async def deployment_event(event: dict[str, Any], **_: Any) -> None:
+async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
     await _child("Deployment", event)
 
 
 @kopf.on.event("", "v1", "services", labels=OURS)
-async def service_event(event: dict[str, Any], **_: Any) -> None:
+async def service_event(event: kopf.RawEvent, **_: Any) -> None:
     await _child("Service", event)
 
 
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
-async def autoscaler_event(event: dict[str, Any], **_: Any) -> None:
+async def autoscaler_event(event: kopf.RawEvent, **_: Any) -> None:
     await _child("HorizontalPodAutoscaler", event)
 
 
 @kopf.on.event("", "v1", "pods", labels=OURS)
-async def pod_event(event: dict[str, Any], **_: Any) -> None:
+async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
     await _child("Pod", event)
