@@ -25,6 +25,13 @@ METRICS_PATH = "/metrics"
 TERMINATION_LOG = "/dev/termination-log"
 MODEL_DIR = "/models"
 
+# --- What a model is and what it answers (the CRD's spec.model.format/method enums agree: a
+# unit test compares them) ---------------------------------------------------------------
+MODEL_FORMATS = ("joblib", "pickle", "skops")
+METHOD_PREDICT = "predict"
+METHOD_PREDICT_PROBA = "predict_proba"
+METHODS = (METHOD_PREDICT, METHOD_PREDICT_PROBA)
+
 # --- Why a server container stopped: its exit code says it, its termination message shows it -
 # The message is one line, "<Reason>: <detail>"; the operator takes the reason from the exit
 # code (never from words in the detail: a 404 on a URL containing "sha256" is no integrity

@@ -30,12 +30,14 @@ from modelroll_contract import (
     ENV_VERSION,
     ENV_WORKERS,
     GRPC_PORT,
+    METHODS,
+    MODEL_FORMATS,
     SERVER_PORT,
     TERMINATION_LOG,
     TRACKS,
 )
 
-from .loading import FORMATS, parse_digest
+from .loading import parse_digest
 
 
 class ConfigError(ValueError):
@@ -147,8 +149,8 @@ def _validate(s: Settings) -> None:
 
     if s.track not in TRACKS:
         raise bad("track", f"must be one of {', '.join(TRACKS)}, got {s.track!r}")
-    if s.method not in ("predict", "predict_proba"):
-        raise bad("method", f"must be predict or predict_proba, got {s.method!r}")
+    if s.method not in METHODS:
+        raise bad("method", f"must be one of {', '.join(METHODS)}, got {s.method!r}")
     if not 0 < s.port < 65536:
         raise bad("port", f"must be 1-65535, got {s.port}")
     if not 0 <= s.grpc_port < 65536:
@@ -167,8 +169,8 @@ def _validate(s: Settings) -> None:
     for flag in ("header_timeout_seconds", "body_timeout_seconds", "keep_alive_seconds", "grace_seconds"):
         if not getattr(s, flag) > 0:
             raise bad(flag.replace("_", "-"), f"must be positive, got {getattr(s, flag)}")
-    if s.format is not None and s.format not in FORMATS:
-        raise bad("format", f"must be one of {', '.join(FORMATS)}, got {s.format!r}")
+    if s.format is not None and s.format not in MODEL_FORMATS:
+        raise bad("format", f"must be one of {', '.join(MODEL_FORMATS)}, got {s.format!r}")
     try:
         parse_digest(s.digest)
     except ValueError as e:

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from modelroll_contract import MODEL_FORMATS
 
 from .errors import LoadError
 
 log = logging.getLogger("modelroll_server.loading")
 
-FORMATS = ("joblib", "pickle", "skops")
 _EXTENSIONS = {".joblib": "joblib", ".pkl": "pickle", ".pickle": "pickle", ".skops": "skops"}
 
 # Estimators whose predict() is exactly classes_[argmax(predict_proba())]: for these one
@@ -64,12 +64,14 @@ def parse_digest(digest: str | None) -> str | None:
 
 def detect_format(path: str, fmt: str | None) -> str:
     if fmt:
-        if fmt not in FORMATS:
-            raise LoadError(f"unknown model format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        if fmt not in MODEL_FORMATS:
+            raise LoadError(f"unknown model format {fmt!r}; expected one of {', '.join(MODEL_FORMATS)}")
         return fmt
     found = _EXTENSIONS.get(Path(path).suffix.lower())
     if found is None:
-        raise LoadError(f"cannot tell the format of {path!r} from its extension; set --format ({', '.join(FORMATS)})")
+        raise LoadError(
+            f"cannot tell the format of {path!r} from its extension; set --format ({', '.join(MODEL_FORMATS)})"
+        )
     return found
 
 

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 import orjson
+from modelroll_contract import METHODS
 
 from .errors import InvalidInput
 from .loading import LoadedModel
-
-METHODS = ("predict", "predict_proba")
 
 _DATATYPES: dict[str, Any] = {
     "BOOL": np.bool_,
