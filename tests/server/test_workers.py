@@ -63,3 +63,14 @@ def test_a_worker_that_keeps_dying_at_once_is_reforked_with_backoff(models, tmp_
         waits = [float(line.rsplit(" in ", 1)[1].rstrip("s")) for line in lines]
         assert waits == [1.0, 2.0, 4.0], waits
         assert s.proc.poll() is None
+
+
+def test_sigterm_while_a_worker_is_replaced_leaves_no_process_behind(models, tmp_path):
+    """The supervisor stops whether the stop comes during the backoff or at the fork itself."""
+    with running_server(tmp_path, models.paths["lr"], "lr", ["--workers", "2"]) as s:
+        workers = _children(s.proc.pid)
+        os.kill(min(workers), signal.SIGKILL)  # replaced after a backoff: the stop lands in it
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(timeout=15) == 0
+        wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=10,
+                   what="every worker to exit")  # fmt: skip

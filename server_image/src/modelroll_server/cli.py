@@ -84,6 +84,7 @@ def serve_command(settings: Settings) -> int:
     return _supervise(settings, metrics, listener, model)
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 CRASH_LOOP_SECONDS = 5.0  # a worker that dies sooner than this after its fork is crash-looping
 MAX_BACKOFF_SECONDS = 30.0
 
@@ -101,12 +102,17 @@ def _supervise(settings: Settings, metrics: object, listener: socket.socket, mod
 
     def spawn(index: int) -> None:
         started[index] = time.monotonic()
+        # A SIGTERM arriving mid-fork must neither run this supervisor's handler in the child
+        # (the child would go on serving with its stop request lost) nor find the parent
+        # without the child in ``children``: hold signals until each side is set up.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a pending stop ends it here
                 metrics.use_region(index)  # type: ignore[attr-defined]
                 metrics.worker_restarted()  # type: ignore[attr-defined]
                 code = _run_worker(settings, metrics, listener, model)
@@ -115,6 +121,7 @@ def _supervise(settings: Settings, metrics: object, listener: socket.socket, mod
             finally:
                 os._exit(code)
         children[pid] = index
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
