@@ -139,7 +139,12 @@ def test_blue_green_preview_promote_and_delayed_scale_down(kubectl, kubeconfig, 
         timeout=60,
         message="preview endpoints",
     )
-    assert ready_endpoints_by_track(kubectl, namespace, "bg") == {"stable": 2}
+    # EndpointSlices of the two Services are updated independently: poll the main one too
+    wait_for(
+        lambda: ready_endpoints_by_track(kubectl, namespace, "bg") == {"stable": 2},
+        timeout=30,
+        message=lambda: f"main endpoints during the preview: {ready_endpoints_by_track(kubectl, namespace, 'bg')}",
+    )
 
     plugin(kubeconfig, "promote", "bg", "-n", namespace)
     wait_for(
