@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import requests
 from conftest import running_server
+from modelroll_server.config import Settings
 
 pytestmark = pytest.mark.server
 
@@ -122,12 +123,11 @@ def test_nan_accepted_by_a_model_that_takes_missing_values(models, tmp_path):
 
 
 def test_body_over_the_limit(lr_server):
-    body = (
-        b'{"inputs":[{"name":"x","shape":[1,20],"datatype":"FP64","data":[' + b"0.5," * (5 * 1024 * 1024) + b"0.5]}]}"
-    )
-    assert len(body) > 16 * 1024 * 1024
+    limit = Settings("m", "n").max_body_bytes  # the default
+    body = b'{"inputs":[{"name":"x","shape":[1,20],"datatype":"FP64","data":[' + b"0.5," * (limit // 4) + b"0.5]}]}"
+    assert len(body) > limit
     r = lr_server.post("/v2/models/lr/infer", data=body)
-    assert_error(r, 413, "larger than the limit of 16777216 bytes")
+    assert_error(r, 413, f"larger than the limit of {limit} bytes")
     assert lr_server.get("/v2/health/live").status_code == 200
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import requests
 from conftest import running_server, spawn_server, wait_until
+from modelroll_server.config import Settings
 
 pytestmark = pytest.mark.server
 
@@ -298,7 +299,7 @@ def test_probes_answer_within_100ms_while_the_largest_request_is_predicted(tmp_p
     X, y = make_classification(n_samples=2000, n_features=20, random_state=0)
     path = tmp_path / "forest.joblib"
     joblib.dump(RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y), path)
-    limit = 16 * 1024 * 1024  # the default --max-body-bytes
+    limit = Settings("m", "n").max_body_bytes  # the default --max-body-bytes
     rows = np.random.default_rng(0).normal(size=(60_000, 20))
     per_row = len(requests.models.complexjson.dumps(v2_body(rows[:1000]))) / 1000
     rows = rows[: int(limit * 0.97 / per_row)]

@@ -33,7 +33,7 @@ log = logging.getLogger("modelroll_server")
 V2, V1, GRPC = 0, 1, 2  # metric protocol index (metrics.PROTOCOLS)
 JSON = b"application/json"
 TEXT = b"text/plain; version=0.0.4; charset=utf-8"
-# A body at least this large is decoded (and its answer encoded) on a thread: parsing 16 MiB
+# A body at least this large is decoded (and its answer encoded) on a thread: parsing 8 MiB
 # of JSON takes ~100 ms, which must not hold the loop that answers probes.
 OFF_LOOP_BYTES = 256 * 1024
 
