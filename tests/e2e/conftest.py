@@ -17,9 +17,8 @@ from tests.helpers import free_port, get_json, wait_for
 GATEWAY_API_VERSION = "v1.3.0"  # standard channel; RequestMirror.percent is standard from v1.3
 
 
-@pytest.fixture(scope="session")
-def gateway_crds(kubectl) -> None:
-    """The Gateway API standard-channel CRDs, from the sigs.k8s.io/gateway-api Go module."""
+def gateway_crd_dir() -> Path:
+    """The standard-channel CRDs of the Gateway API release, from the sigs.k8s.io/gateway-api Go module."""
     with tempfile.TemporaryDirectory() as scratch:
         proc = subprocess.run(
             ["go", "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"],
@@ -30,8 +29,13 @@ def gateway_crds(kubectl) -> None:
         )
     if proc.returncode != 0:
         pytest.fail(f"step 'download Gateway API CRDs': {proc.stdout}{proc.stderr}")
-    crds = Path(json.loads(proc.stdout)["Dir"]) / "config" / "crd" / "standard"
-    kubectl("apply", "--server-side", "-f", str(crds))
+    return Path(json.loads(proc.stdout)["Dir"]) / "config" / "crd" / "standard"
+
+
+@pytest.fixture(scope="session")
+def gateway_crds(kubectl) -> None:
+    """The Gateway API standard-channel CRDs installed, and HTTPRoute established."""
+    kubectl("apply", "--server-side", "-f", str(gateway_crd_dir()))
 
     def established() -> bool:
         crd = get_json(kubectl, "crd", "httproutes.gateway.networking.k8s.io")

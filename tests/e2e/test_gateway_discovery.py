@@ -14,16 +14,12 @@ using one), and always installs the full set again before it ends.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import GATEWAY_API_VERSION
+from tests.e2e.conftest import gateway_crd_dir
 from tests.e2e.operator_helpers import apply, events_of, manifest, scrape, status_of
 from tests.helpers import free_port, get_json, wait_for
 
@@ -34,21 +30,6 @@ CANARY = {"type": "Canary", "canary": {"steps": [{"setWeight": 25}, {"pause": {}
 GATEWAY = {
     "gatewayAPI": {"parentRefs": [{"name": "public", "namespace": "gateways"}], "hostnames": ["late.example.com"]}
 }
-
-
-def gateway_crd_dir() -> Path:
-    """The standard-channel CRDs of the Gateway API release tests/e2e/conftest.py installs."""
-    with tempfile.TemporaryDirectory() as scratch:
-        proc = subprocess.run(
-            ["go", "mod", "download", "-json", f"sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"],
-            cwd=scratch,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": ""},
-        )
-    if proc.returncode != 0:
-        pytest.fail(f"step 'download Gateway API CRDs': {proc.stdout}{proc.stderr}")
-    return Path(json.loads(proc.stdout)["Dir"]) / "config" / "crd" / "standard"
 
 
 def httproute_served(kubectl) -> bool:
