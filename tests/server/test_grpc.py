@@ -404,9 +404,13 @@ def test_two_workers_both_answer_on_the_shared_port(models, tmp_path):
         parent = g.srv.proc.pid
         workers = _children(parent)
         assert len(workers) == 2
-        # grpc's core was loaded in each worker after the fork, never in the parent
-        assert "cygrpc" not in Path(f"/proc/{parent}/maps").read_text()
-        assert all("cygrpc" in Path(f"/proc/{w}/maps").read_text() for w in workers)
+        # the parent loaded gRPC's modules (shared with the workers) but runs no thread, gRPC's
+        # or any other, that a fork would lose; each worker runs its own gRPC threads
+        assert "cygrpc" in Path(f"/proc/{parent}/maps").read_text()
+        assert len(list(Path(f"/proc/{parent}/task").iterdir())) == 1
+        for w in workers:
+            threads = [(t / "comm").read_text().strip() for t in Path(f"/proc/{w}/task").iterdir()]
+            assert "grpc_global_tim" in threads, threads
         # separate connections (a local subchannel pool each), which SO_REUSEPORT spreads
         channels = [
             grpc.insecure_channel(f"127.0.0.1:{g.port}", options=[("grpc.use_local_subchannel_pool", 1)])

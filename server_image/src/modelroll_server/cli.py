@@ -68,6 +68,10 @@ def serve_command(settings: Settings) -> int:
         return stopped(settings.termination_log, reason, e.reason)
     log.info("model %s version %s (%s, sha256:%s) loaded in %.3fs", settings.name, settings.version,
              type(model.estimator).__name__, model.sha256, model.load_seconds)  # fmt: skip
+    if settings.grpc_port:
+        # Imported here, so its modules are one copy shared by every worker rather than one
+        # per worker (about 5 MiB each); importing starts no gRPC thread, serving does (worker.py).
+        from . import grpc_service  # noqa: F401
     # What exists now lives as long as the process: keep it out of the collector's view, so
     # a collection neither stalls requests nor writes to pages the workers share.
     gc.collect()

@@ -8,8 +8,9 @@ become gRPC status codes here, and nowhere else.
 Each worker runs its own grpc.aio server on the worker's own uvloop event loop (grpc.aio
 needs no particular loop: a poller thread of its own reads gRPC's completion queue and hands
 each event to the loop thread-safely), bound with SO_REUSEPORT (grpc's default on Linux), so
-the kernel spreads new connections over the workers. Import this module only inside a
-worker: gRPC's core starts threads, which must not exist in the parent when it forks.
+the kernel spreads new connections over the workers. Importing this module starts no thread
+(the supervisor imports it before forking, so its pages are shared); a server's start does,
+and only workers start one: gRPC's threads must not exist in a process that forks.
 """
 
 from __future__ import annotations

@@ -94,8 +94,7 @@ def _accept_waiting(listener: socket.socket) -> list[socket.socket]:
 async def serve(settings: Settings, metrics: Metrics, listener: socket.socket, model: LoadedModel) -> int:
     """Serve ``model`` on ``listener`` until SIGTERM/SIGINT, then drain; returns 0."""
     loop = asyncio.get_running_loop()
-    # here, not at the top: gRPC must not load in the parent before it forks; and before
-    # model_loaded, whose gc.freeze() then takes gRPC's objects out of the collector's view too
+    # not at the top: only a server with a gRPC port loads gRPC (cli.py imports it before forking)
     from .grpc_service import GrpcService
 
     warm_up(model)  # in this process: thread pools and lazily built state exist before the first client
