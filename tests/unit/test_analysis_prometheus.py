@@ -17,7 +17,9 @@ GATES = (
     Gate("predictionShift", builtin="predictionShift", max_psi=0.2),
     Gate("custom", query="up", success_condition="all(result == 1)"),
 )
-PLAN = MeasurementPlan("canary", "r1", Analysis(interval_seconds=30, min_samples=10, gates=GATES), "fraud", "v2", "v1")
+PLAN = MeasurementPlan(
+    "canary", "r1", Analysis(interval_seconds=30, min_samples=10, gates=GATES), "fraud", "v2", "v1", "ml"
+)
 
 
 def vector(*series):
@@ -112,6 +114,7 @@ def test_unreachable_bad_query_and_no_url_are_errors_not_exceptions(prometheus):
         "fraud",
         "v2",
         "v1",
+        "ml",
     )
 
     async def run():
@@ -141,6 +144,7 @@ def test_failing_numbers_fail(prometheus):
         "fraud",
         "v2",
         "v1",
+        "ml",
     )
     start, _ = prometheus
 

@@ -4,6 +4,7 @@ Measurements are built the way the controller builds them: ``plan_measurement`` 
 status whether one is due and for which run, and the test supplies the Prometheus numbers.
 """
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -43,7 +44,7 @@ class AnalysedCluster(Cluster):
 
     def measure(self, now, data):
         """Take the due measurement (if any) with ``data`` for every gate, then settle."""
-        plan = plan_measurement(parse_spec(self.spec), "fraud", self.status, now)
+        plan = plan_measurement(parse_spec(self.spec), "ml", "fraud", self.status, now)
         self.measurement = (
             None
             if plan is None
@@ -85,7 +86,7 @@ def test_each_step_waits_for_a_pass_measured_in_it_and_the_last_pass_promotes():
     _, plan = cluster.measure(at(2), GOOD)  # step 0 passes -> the 10 s pause starts
     assert plan.revision == s["canary"]["revision"] and plan.canary_version == "v2"
     assert cluster.status["currentStep"] == 1 and cluster.status["analysis"]["passed"] == 1
-    assert plan_measurement(parse_spec(cluster.spec), "fraud", cluster.status, at(5)) is None  # not due yet
+    assert plan_measurement(parse_spec(cluster.spec), "ml", "fraud", cluster.status, at(5)) is None  # not due yet
 
     cluster.measure(at(12), GOOD)  # pause over and a pass in it -> setWeight 50, which needs its own pass
     assert cluster.status["currentStep"] == 2 and cluster.status["weights"]["canary"] == 50
@@ -136,7 +137,7 @@ def test_too_many_failures_abort_like_a_manual_abort():
     assert s["weights"] == {"stable": 100, "canary": 0}
     degraded = next(c for c in s["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "AnalysisFailed"
-    assert plan_measurement(parse_spec(cluster.spec), "fraud", s, at(40)) is None  # measuring stops
+    assert plan_measurement(parse_spec(cluster.spec), "ml", "fraud", s, at(40)) is None  # measuring stops
 
     cluster.annotations["modelroll.io/retry"] = "t1"  # a retry starts a fresh run
     cluster.settle(at(41))
@@ -168,9 +169,9 @@ def test_replanning_is_idempotent_with_the_same_measurement():
     assert cluster.status == before
 
 
-def test_queries_pick_canary_and_stable_by_version_and_track():
+def test_queries_pick_canary_and_stable_by_namespace_version_and_track():
     cluster = rollout()
-    plan = plan_measurement(parse_spec(cluster.spec), "fraud", cluster.status, at(2))
+    plan = plan_measurement(parse_spec(cluster.spec), "ml", "fraud", cluster.status, at(2))
     gates = {
         g: parse_spec(
             spec("v2", {"type": "Canary", "canary": {"steps": STEPS, "analysis": {"gates": [{"builtin": g, **extra}]}}})
@@ -182,21 +183,54 @@ def test_queries_pick_canary_and_stable_by_version_and_track():
         )
     }
     q = build_queries(plan, gates["errorRate"])
-    canary = '{model_name="fraud",model_version="v2",track="canary"}'
+    canary = '{namespace="ml",model_name="fraud",model_version="v2",track="canary"}'
     assert q["samples"] == f"sum(increase(modelroll_requests_total{canary}[10s]))"
     assert q["errors"] == (
-        'sum(increase(modelroll_requests_total{model_name="fraud",model_version="v2",track="canary",code=~"5.."}[10s]))'
+        'sum(increase(modelroll_requests_total{namespace="ml",model_name="fraud",model_version="v2",'
+        'track="canary",code=~"5.."}[10s]))'
     )
     q = build_queries(plan, gates["latencyP99"])
     assert q["stable_p99"] == (
         "histogram_quantile(0.99, sum by (le) (increase(modelroll_request_duration_seconds_"
-        'bucket{model_name="fraud",model_version="v1",track="stable"}[10s])))'
+        'bucket{namespace="ml",model_name="fraud",model_version="v1",track="stable"}[10s])))'
     )
     q = build_queries(plan, gates["predictionShift"])
     assert q["canary_classes"] == f"sum by (class) (increase(modelroll_predictions_total{canary}[10s]))"
-    query = 'x{v="{{canaryVersion}}",w="{{stableVersion}}"}[{{window}}]'
+    query = 'x{namespace="{{namespace}}",n="{{name}}",v="{{canaryVersion}}",w="{{stableVersion}}"}[{{window}}]'
     custom = replace(gates["errorRate"], builtin=None, query=query)
-    assert build_queries(plan, custom) == {"result": 'x{v="v2",w="v1"}[10s]'}
+    assert build_queries(plan, custom) == {"result": 'x{namespace="ml",n="fraud",v="v2",w="v1"}[10s]'}
+
+
+def test_every_builtin_query_is_scoped_to_the_objects_namespace():
+    """Two ModelDeployments named fraud, in namespaces ml and ml-b: every series selector of
+    every built-in query names its own namespace (argo-rollouts#1866, flagger#1767), so neither
+    reads the other's canary or stable."""
+    gates = parse_spec(
+        spec(
+            "v2",
+            {
+                "type": "Canary",
+                "canary": {
+                    "steps": STEPS,
+                    "analysis": {
+                        "gates": [
+                            {"builtin": "errorRate", "max": 0.1},
+                            {"builtin": "latencyP99", "maxRatioToStable": 2},
+                            {"builtin": "predictionShift", "maxPSI": 0.2},
+                        ]
+                    },
+                },
+            },
+        )
+    ).strategy.canary.analysis.gates
+    cluster = rollout()
+    for namespace in ("ml", "ml-b", 'we"ird'):
+        plan = plan_measurement(parse_spec(cluster.spec), namespace, "fraud", cluster.status, at(2))
+        wanted = '{namespace="' + namespace.replace('"', '\\"') + '",model_name="fraud",'
+        for gate in gates:
+            for promql in build_queries(plan, gate).values():
+                selectors = re.findall(r"\{[^{}]*\}", promql)
+                assert selectors and all(sel.startswith(wanted) for sel in selectors), (namespace, promql)
 
 
 BG = {
@@ -254,7 +288,7 @@ def test_blue_green_post_promotion_pass_finalizes():
 def test_no_measurement_without_a_rollout(strategy):
     cluster = AnalysedCluster(spec("v1", strategy))
     cluster.settle(T0)
-    assert plan_measurement(parse_spec(cluster.spec), "fraud", cluster.status, at(100)) is None
+    assert plan_measurement(parse_spec(cluster.spec), "ml", "fraud", cluster.status, at(100)) is None
 
 
 def test_a_bad_success_condition_is_an_invalid_spec_naming_the_field():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -71,3 +72,39 @@ def test_dashboard_is_json_with_the_promised_panels() -> None:
         assert metric in exprs
     assert "histogram_quantile(0.99" in exprs and "histogram_quantile(0.5" in exprs
     assert 'code=~"5.."' in exprs
+
+
+def test_dashboard_never_mixes_two_namespaces_models_of_one_name() -> None:
+    """Every aggregation keeps the namespace (the server's series carry the one Prometheus
+    attaches at discovery, the operator's model_namespace), every series is filtered by the
+    Namespace variable, and every legend names the namespace: with "All" namespaces selected,
+    fraud in ml and fraud in ml-b stay two lines."""
+    dash = json.loads((CHART / "dashboards" / "modelroll.json").read_text())
+    targets = [t for p in dash["panels"] for t in p.get("targets", [])]
+    assert targets
+    for target in targets:
+        expr, legend = target["expr"], target["legendFormat"]
+        label = "model_namespace" if "modelroll_modeldeployment_" in expr else "namespace"
+        groupings = re.findall(r"by \(([^)]*)\)", expr)
+        assert groupings and all(label in [g.strip() for g in by.split(",")] for by in groupings), expr
+        selectors = re.findall(r"\{[^{}]*\}", expr)
+        assert selectors and all(f'{label}=~"$namespace"' in sel for sel in selectors), expr
+        assert f"{{{{{label}}}}}/{{{{model_name}}}}" in legend, legend
+
+
+def test_the_namespace_label_the_gates_select_is_the_one_prometheus_attaches() -> None:
+    """The analysis selects namespace="<the object's>" (analysis/schedule.py). That label must come
+    from discovery, never from the Pod: the documented scrape job relabels it from
+    __meta_kubernetes_namespace (the Prometheus Operator does the same for the PodMonitor),
+    neither honours the target's own labels, and the server exports no namespace label at all."""
+    from modelroll_contract import METRIC_LABELS
+    from modelroll_server.metrics import Metrics
+
+    (job,) = yaml.safe_load((ROOT / "docs" / "prometheus-scrape-config.yaml").read_text())["scrape_configs"]
+    assert {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"} in job["relabel_configs"]
+    assert not job.get("honor_labels") and "honorLabels" not in (CHART / "templates" / "podmonitor.yaml").read_text()
+    metrics = Metrics("fraud", "v1", "canary")
+    metrics.request_done(0, 500, 0.01)
+    exposition = metrics.render().decode()
+    labels = set(re.findall(r'[{,]([a-z_]+)="', exposition))
+    assert labels >= set(METRIC_LABELS) and "namespace" not in labels, labels

@@ -185,7 +185,7 @@ class Controller:
         # A due analysis measurement is the one I/O the planner needs beyond the cache: run it
         # first and hand the raw numbers over, so the decision itself stays pure.
         measurement = await query_due_measurement(
-            subject.spec, meta["name"], subject.status, now, self.settings.prometheus_url
+            subject.spec, meta["namespace"], meta["name"], subject.status, now, self.settings.prometheus_url
         )
         if measurement is not None:
             observed = replace(observed, measurement=measurement)

@@ -121,17 +121,22 @@ async def query_measurement(plan: MeasurementPlan, url: str | None, now: datetim
 
 
 async def query_due_measurement(
-    raw_spec: Mapping[str, Any], name: str, status: Mapping[str, Any], now: datetime, default_url: str | None
+    raw_spec: Mapping[str, Any],
+    namespace: str,
+    name: str,
+    status: Mapping[str, Any],
+    now: datetime,
+    default_url: str | None,
 ) -> Measurement | None:
     """The measurement due now for this object, or None. Never raises."""
     try:
         spec: ModelDeploymentSpec = parse_spec(raw_spec)
     except SpecError:
         return None  # the planner reports the invalid spec
-    plan = plan_measurement(spec, name, status, now)
+    plan = plan_measurement(spec, namespace, name, status, now)
     if plan is None:
         return None
     url = plan.analysis.prometheus_url or default_url
     measurement = await query_measurement(plan, url, now)
-    log.debug("%s: measured %s of %s: %s", name, plan.scope, plan.revision, measurement.data)
+    log.debug("%s/%s: measured %s of %s: %s", namespace, name, plan.scope, plan.revision, measurement.data)
     return measurement

@@ -7,7 +7,11 @@ the strategies: they record the run in ``status.analysis`` and the current step/
 
 Built-in gates compare the canary (or blue-green preview) with stable over the same window,
 picked out by the labels the server puts on every metric: ``model_name`` (the object's name),
-``model_version`` (each track's ``spec.model.version``) and ``track``.
+``model_version`` (each track's ``spec.model.version``) and ``track``; and by ``namespace``,
+which Prometheus itself attaches to every target it discovers (the chart's PodMonitor, or the
+relabelling in docs/prometheus-scrape-config.yaml). The server exports no ``namespace`` label, and
+one it did would be renamed ``exported_namespace`` (``honor_labels`` is off), so two
+ModelDeployments of the same name in two namespaces never read each other's series.
 """
 
 from __future__ import annotations
@@ -43,10 +47,16 @@ class MeasurementPlan:
     model_name: str
     canary_version: str
     stable_version: str
+    namespace: str  # the ModelDeployment's, matched against the label Prometheus attaches
 
     def selector(self, track: str, extra: str = "") -> str:
         version = self.canary_version if track == TRACK_CANARY else self.stable_version
-        labels = [f'model_name="{escape(self.model_name)}"', f'model_version="{escape(version)}"', f'track="{track}"']
+        labels = [
+            f'namespace="{escape(self.namespace)}"',
+            f'model_name="{escape(self.model_name)}"',
+            f'model_version="{escape(version)}"',
+            f'track="{track}"',
+        ]
         return "{" + ",".join(labels + ([extra] if extra else [])) + "}"
 
     @property
@@ -75,7 +85,7 @@ def _analysis_due(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> tuple
 
 
 def plan_measurement(
-    spec: ModelDeploymentSpec, name: str, status: Mapping[str, Any], now: datetime
+    spec: ModelDeploymentSpec, namespace: str, name: str, status: Mapping[str, Any], now: datetime
 ) -> MeasurementPlan | None:
     """The measurement due now, or None (no rollout with analysis in progress, or not due yet)."""
     canary, stable = status.get("canary") or {}, status.get("stable") or {}
@@ -98,6 +108,7 @@ def plan_measurement(
         model_name=name,
         canary_version=str(canary.get("version") or ""),
         stable_version=str(stable.get("version") or ""),
+        namespace=namespace,
     )
 
 
@@ -107,6 +118,7 @@ def build_queries(plan: MeasurementPlan, gate: Gate) -> dict[str, str]:
     canary, stable = plan.selector(TRACK_CANARY), plan.selector(TRACK_STABLE)
     if gate.builtin is None:
         text = (gate.query or "").replace("{{name}}", escape(plan.model_name)).replace("{{window}}", w)
+        text = text.replace("{{namespace}}", escape(plan.namespace))
         text = text.replace("{{canaryVersion}}", escape(plan.canary_version))
         return {"result": text.replace("{{stableVersion}}", escape(plan.stable_version))}
     queries = {"samples": f"sum(increase({METRIC_REQUESTS}{canary}[{w}]))"}

@@ -34,7 +34,10 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_status(args: argparse.Namespace) -> None:
     while True:
         obj = kubectl("get", "modeldeployments.modelroll.io", args.name, *_ns(args))
-        events = kubectl("get", "events", *_ns(args), "--field-selector", f"involvedObject.name={args.name}")["items"]
+        # This object's Events only: by uid, not name (the Service NAME shares it, and so does an
+        # earlier object of the same name), in the object's own namespace.
+        where = f"involvedObject.uid={obj['metadata']['uid']}"
+        events = kubectl("get", "events", "-n", obj["metadata"]["namespace"], "--field-selector", where)["items"]
         events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
         text = status_view(obj, events)
         if not args.watch:
