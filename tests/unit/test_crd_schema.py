@@ -533,6 +533,7 @@ def test_analysis_defaults(schema: Schema) -> None:
         "failureLimit": 2,
         "consecutiveErrorLimit": 4,
         "minSamples": 100,
+        "significance": 0.01,
         "gates": [{"builtin": "errorRate", "max": 0.01}],
     }
 

@@ -25,11 +25,12 @@ ANALYSIS = {
     "failureLimit": 2,
     "consecutiveErrorLimit": 4,
     "minSamples": 100,
+    "significance": 0.05,
     "prometheusUrl": "http://prometheus.monitoring:9090",
     "gates": [
-        {"name": "errors", "builtin": "errorRate", "max": 0.01},
+        {"name": "errors", "builtin": "errorRate", "max": 0.01, "maxIncrease": 0.005, "detect": 0.05},
         {"name": "latency", "builtin": "latencyP99", "maxRatioToStable": 1.5},
-        {"name": "shift", "builtin": "predictionShift", "maxPSI": 0.2},
+        {"name": "shift", "builtin": "predictionShift", "maxPSI": 0.2, "detect": 0.5},
         {"name": "custom", "prometheus": {"query": "sum(up)", "successCondition": "result < 0.05"}},
     ],
 }

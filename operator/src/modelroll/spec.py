@@ -37,8 +37,10 @@ BUILTIN_GATES = _enum("spec.strategy.canary.analysis.gates[].builtin")
 # Which threshold each builtin gate takes (the CRD's CEL rules on gates[]).
 GATE_THRESHOLDS = {
     "max": ("errorRate", "latencyP99"),
+    "maxIncrease": ("errorRate",),
     "maxRatioToStable": ("latencyP99",),
     "maxPSI": ("predictionShift",),
+    "detect": ("errorRate", "predictionShift"),
 }
 
 
@@ -88,6 +90,8 @@ class Gate:
     max: float | None = None
     max_ratio_to_stable: float | None = None
     max_psi: float | None = None
+    max_increase: float | None = None  # errorRate: the canary's 5xx share over stable's
+    detect: float | None = None  # errorRate / predictionShift: the effect to catch; derives minSamples
     query: str | None = None
     success_condition: str | None = None
 
@@ -103,6 +107,7 @@ class Analysis:
     failure_limit: int = _ANALYSIS["failureLimit"]
     consecutive_error_limit: int = _ANALYSIS["consecutiveErrorLimit"]
     min_samples: int = _ANALYSIS["minSamples"]
+    significance: float = _ANALYSIS["significance"]
     prometheus_url: str | None = None
     gates: tuple[Gate, ...] = ()
 
@@ -233,14 +238,32 @@ def _parse_gate(g: Mapping[str, Any], path: str) -> Gate:
         max=g.get("max"),
         max_ratio_to_stable=g.get("maxRatioToStable"),
         max_psi=g.get("maxPSI"),
+        max_increase=g.get("maxIncrease"),
+        detect=g.get("detect"),
     )
-    if builtin == "errorRate" and (gate.max is None or gate.max > 1):
-        raise SpecError(f"{path}.max", "errorRate needs max, a share between 0 and 1")
+    if builtin == "errorRate":
+        _check_error_rate(gate, path)
     if builtin == "latencyP99" and (gate.max is None) == (gate.max_ratio_to_stable is None):
         raise SpecError(path, "latencyP99 needs exactly one of max (ms) or maxRatioToStable")
     if builtin == "predictionShift" and gate.max_psi is None:
         raise SpecError(f"{path}.maxPSI", "predictionShift needs maxPSI")
+    if builtin == "predictionShift" and gate.detect is not None and gate.detect <= (gate.max_psi or 0.0):
+        raise SpecError(f"{path}.detect", "must be above maxPSI (the shift to catch lies beyond the threshold)")
     return gate
+
+
+def _check_error_rate(gate: Gate, path: str) -> None:
+    """The CRD's CEL rules on an errorRate gate."""
+    if gate.max is None and gate.max_increase is None:
+        raise SpecError(f"{path}.max", "errorRate needs max, maxIncrease or both")
+    if gate.max is not None and gate.max > 1:
+        raise SpecError(f"{path}.max", "errorRate needs max, a share between 0 and 1")
+    if gate.detect is not None:
+        if gate.detect > 1:
+            raise SpecError(f"{path}.detect", "is a share for builtin errorRate and must be between 0 and 1")
+        bound, name = (gate.max, "max") if gate.max is not None else (gate.max_increase, "maxIncrease")
+        if gate.detect <= (bound or 0.0):
+            raise SpecError(f"{path}.detect", f"must be above {name} (the effect to catch lies beyond the threshold)")
 
 
 def _parse_analysis(a: Mapping[str, Any] | None, path: str) -> Analysis | None:
@@ -258,6 +281,7 @@ def _parse_analysis(a: Mapping[str, Any] | None, path: str) -> Analysis | None:
         failure_limit=a["failureLimit"],
         consecutive_error_limit=a["consecutiveErrorLimit"],
         min_samples=a["minSamples"],
+        significance=a["significance"],
         prometheus_url=a.get("prometheusUrl"),
         gates=gates,
     )

@@ -305,6 +305,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                                     "minimum": 0,
                                     "maximum": 1000000000,
                                 },
+                                "significance": {"type": "number", "default": 0.01, "minimum": 0.001, "maximum": 0.2},
                                 "prometheusUrl": {
                                     "type": "string",
                                     "maxLength": 2048,
@@ -328,6 +329,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                                                 "enum": ["errorRate", "latencyP99", "predictionShift"],
                                             },
                                             "max": {"type": "number", "minimum": 0},
+                                            "maxIncrease": {"type": "number", "minimum": 0, "maximum": 1},
                                             "maxRatioToStable": {
                                                 "type": "number",
                                                 "minimum": 0,
@@ -335,6 +337,12 @@ SPEC_SCHEMA: dict[str, Any] = {
                                                 "maximum": 1000,
                                             },
                                             "maxPSI": {"type": "number", "minimum": 0, "maximum": 100},
+                                            "detect": {
+                                                "type": "number",
+                                                "minimum": 0,
+                                                "exclusiveMinimum": True,
+                                                "maximum": 100,
+                                            },
                                             "prometheus": {
                                                 "type": "object",
                                                 "required": ["query", "successCondition"],
@@ -410,6 +418,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                                     "minimum": 0,
                                     "maximum": 1000000000,
                                 },
+                                "significance": {"type": "number", "default": 0.01, "minimum": 0.001, "maximum": 0.2},
                                 "prometheusUrl": {
                                     "type": "string",
                                     "maxLength": 2048,
@@ -433,6 +442,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                                                 "enum": ["errorRate", "latencyP99", "predictionShift"],
                                             },
                                             "max": {"type": "number", "minimum": 0},
+                                            "maxIncrease": {"type": "number", "minimum": 0, "maximum": 1},
                                             "maxRatioToStable": {
                                                 "type": "number",
                                                 "minimum": 0,
@@ -440,6 +450,12 @@ SPEC_SCHEMA: dict[str, Any] = {
                                                 "maximum": 1000,
                                             },
                                             "maxPSI": {"type": "number", "minimum": 0, "maximum": 100},
+                                            "detect": {
+                                                "type": "number",
+                                                "minimum": 0,
+                                                "exclusiveMinimum": True,
+                                                "maximum": 100,
+                                            },
                                             "prometheus": {
                                                 "type": "object",
                                                 "required": ["query", "successCondition"],
@@ -502,6 +518,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                                     "minimum": 0,
                                     "maximum": 1000000000,
                                 },
+                                "significance": {"type": "number", "default": 0.01, "minimum": 0.001, "maximum": 0.2},
                                 "prometheusUrl": {
                                     "type": "string",
                                     "maxLength": 2048,
@@ -525,6 +542,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                                                 "enum": ["errorRate", "latencyP99", "predictionShift"],
                                             },
                                             "max": {"type": "number", "minimum": 0},
+                                            "maxIncrease": {"type": "number", "minimum": 0, "maximum": 1},
                                             "maxRatioToStable": {
                                                 "type": "number",
                                                 "minimum": 0,
@@ -532,6 +550,12 @@ SPEC_SCHEMA: dict[str, Any] = {
                                                 "maximum": 1000,
                                             },
                                             "maxPSI": {"type": "number", "minimum": 0, "maximum": 100},
+                                            "detect": {
+                                                "type": "number",
+                                                "minimum": 0,
+                                                "exclusiveMinimum": True,
+                                                "maximum": 100,
+                                            },
                                             "prometheus": {
                                                 "type": "object",
                                                 "required": ["query", "successCondition"],
