@@ -61,3 +61,39 @@ class Contrarian(FaultyModel):
 
     def predict_proba(self, X):  # noqa: N803
         return np.tile([0.8, 0.2], (len(np.asarray(X)), 1))
+
+
+class RegionFlip(ClassifierMixin, BaseEstimator):
+    """``base``'s predictions, except that rows whose first feature exceeds ``above`` get the
+    next class: a retrain that went wrong on one region of the inputs."""
+
+    def __init__(self, base=None, above=1.0):
+        self.base = base
+        self.above = above
+
+    def fit(self, X, y):  # noqa: N803
+        self.classes_ = self.base.classes_
+        self.n_features_in_ = self.base.n_features_in_
+        return self
+
+    def predict(self, X):  # noqa: N803
+        X = np.asarray(X)
+        pred = self.base.predict(X)
+        flip = X[:, 0] > self.above
+        pred[flip] = self.classes_[(np.searchsorted(self.classes_, pred[flip]) + 1) % len(self.classes_)]
+        return pred
+
+
+class Offset(BaseEstimator):
+    """A regressor answering ``base``'s value plus ``by``."""
+
+    def __init__(self, base=None, by=0.5):
+        self.base = base
+        self.by = by
+
+    def fit(self, X, y):  # noqa: N803
+        self.n_features_in_ = self.base.n_features_in_
+        return self
+
+    def predict(self, X):  # noqa: N803
+        return self.base.predict(np.asarray(X)) + self.by

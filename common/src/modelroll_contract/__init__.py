@@ -84,6 +84,14 @@ ENV_MAX_BODY_BYTES = "MODELROLL_SERVER_MAX_BODY_BYTES"
 ENV_GRACE_SECONDS = "MODELROLL_SERVER_GRACE_SECONDS"  # keep below terminationGracePeriodSeconds
 ENV_TERMINATION_LOG = "MODELROLL_SERVER_TERMINATION_LOG"
 ENV_LOG_LEVEL = "MODELROLL_SERVER_LOG_LEVEL"
+ENV_SHADOW_CONFIG = "MODELROLL_SERVER_SHADOW_CONFIG"  # the file that names the canary to shadow
+ENV_SHADOW_QUEUE_BYTES = "MODELROLL_SERVER_SHADOW_QUEUE_BYTES"
+
+# --- Paired shadow comparison: the stable's server copies requests to the canary ------------
+# The file is JSON, {"target": "HOST:PORT" (the canary's gRPC address), "percent": 0-100,
+# "version": the canary's spec.model.version}; absent or empty: no shadowing. The operator
+# mounts it from a ConfigMap, which the kubelet updates in place (no Pod change, no restart).
+SHADOW_CONFIG_KEYS = ("target", "percent", "version")
 
 # --- Metric names and labels (Prometheus); the analysis gates and dashboards query these --
 METRIC_LABELS = ("model_name", "model_version", "track")
@@ -94,3 +102,9 @@ METRIC_INFLIGHT = "modelroll_inflight_requests"  # gauge
 METRIC_LOAD_SECONDS = "modelroll_model_load_seconds"  # gauge
 METRIC_PREDICTIONS = "modelroll_predictions_total"  # + class: count per predicted class
 METRIC_CONFIDENCE = "modelroll_prediction_confidence"  # histogram of top-class probability
+# exported by a server that shadows, + canary_version (SHADOW_LABEL): the canary it compares with
+SHADOW_LABEL = "canary_version"
+METRIC_SHADOW_REQUESTS = "modelroll_shadow_requests_total"  # + outcome: compared | dropped | failed
+METRIC_SHADOW_PENDING = "modelroll_shadow_pending_requests"  # gauge: copies queued or being sent
+METRIC_SHADOW_ROWS = "modelroll_shadow_rows_total"  # classifiers, + result: agree | disagree
+METRIC_SHADOW_ABS_DIFFERENCE = "modelroll_shadow_abs_difference"  # regressors: histogram of |ours - canary's|

@@ -24,6 +24,8 @@ log = logging.getLogger("modelroll_server.batching")
 
 # done(predict_rows, proba_rows, error): called once, on the event loop, with this job's rows
 DoneFn = Callable[["np.ndarray | None", "np.ndarray | None", "BaseException | None"], None]
+# after_batch(jobs, predict, proba): once every job of a batch was answered (shadow.py)
+AfterBatchFn = Callable[[list["Job"], "np.ndarray | None", "np.ndarray | None"], None]
 
 
 Outcome = tuple["np.ndarray | None", "np.ndarray | None", "Exception | None"]
@@ -64,6 +66,7 @@ class Batcher:
         self.rows = 0
         self._soon: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self.after_batch: AfterBatchFn | None = None
 
     def submit(self, job: Job) -> None:
         self.pending.append(job)
@@ -153,6 +156,8 @@ class Batcher:
                 None,
             )
             start = end
+        if self.after_batch is not None:
+            self.after_batch(jobs, pred, proba)
 
     def _observe(self, pred: np.ndarray | None, proba: np.ndarray | None) -> None:
         """Count predicted classes (what predict returned) and the top-class probability."""

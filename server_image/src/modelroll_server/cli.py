@@ -72,6 +72,8 @@ def serve_command(settings: Settings) -> int:
         # Imported here, so its modules are one copy shared by every worker rather than one
         # per worker (about 5 MiB each); importing starts no gRPC thread, serving does (worker.py).
         from . import grpc_service  # noqa: F401
+    if settings.shadow_config:
+        from . import shadow  # noqa: F401 - likewise, and it imports gRPC too
     # What exists now lives as long as the process: keep it out of the collector's view, so
     # a collection neither stalls requests nor writes to pages the workers share.
     gc.collect()

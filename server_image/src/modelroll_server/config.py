@@ -24,6 +24,8 @@ from modelroll_contract import (
     ENV_NAME,
     ENV_PORT,
     ENV_PREFIX,
+    ENV_SHADOW_CONFIG,
+    ENV_SHADOW_QUEUE_BYTES,
     ENV_TERMINATION_LOG,
     ENV_TRACK,
     ENV_TRUSTED_TYPES,
@@ -71,6 +73,8 @@ class Settings:
     keep_alive_seconds: float = 75.0  # idle keep-alive; above the usual client pool idle timeouts
     trusted_types: tuple[str, ...] = field(default_factory=tuple)
     grace_seconds: float = 25.0
+    shadow_config: str | None = None  # the file naming the canary to copy requests to (shadow.py)
+    shadow_queue_bytes: int = 16 * 1024 * 1024  # per worker, of copied rows waiting to be sent
     termination_log: str = TERMINATION_LOG
     log_level: str = "INFO"
 
@@ -98,6 +102,8 @@ _ENV: dict[str, str] = {
     "keep_alive_seconds": ENV_PREFIX + "KEEP_ALIVE_SECONDS",
     "trusted_types": ENV_TRUSTED_TYPES,
     "grace_seconds": ENV_GRACE_SECONDS,
+    "shadow_config": ENV_SHADOW_CONFIG,
+    "shadow_queue_bytes": ENV_SHADOW_QUEUE_BYTES,
     "termination_log": ENV_TERMINATION_LOG,
     "log_level": ENV_LOG_LEVEL,
 }
@@ -165,7 +171,7 @@ def _validate(s: Settings) -> None:
         raise bad("max-batch-size", f"must be at least 1, got {s.max_batch_size}")
     if s.max_batch_wait_ms < 0:
         raise bad("max-batch-wait-ms", f"must be >= 0, got {s.max_batch_wait_ms}")
-    for flag in ("max_body_bytes", "max_header_bytes", "max_concurrent_requests"):
+    for flag in ("max_body_bytes", "max_header_bytes", "max_concurrent_requests", "shadow_queue_bytes"):
         if getattr(s, flag) < 1:
             raise bad(flag.replace("_", "-"), f"must be positive, got {getattr(s, flag)}")
     for flag in ("header_timeout_seconds", "body_timeout_seconds", "keep_alive_seconds", "grace_seconds"):

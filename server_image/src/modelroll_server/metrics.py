@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import mmap
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +23,11 @@ from modelroll_contract import (
     METRIC_LOAD_SECONDS,
     METRIC_PREDICTIONS,
     METRIC_REQUESTS,
+    METRIC_SHADOW_ABS_DIFFERENCE,
+    METRIC_SHADOW_PENDING,
+    METRIC_SHADOW_REQUESTS,
+    METRIC_SHADOW_ROWS,
+    SHADOW_LABEL,
 )
 
 PROTOCOLS = ("v2", "v1", "grpc")  # app.py: V2, V1, GRPC
@@ -33,6 +39,10 @@ LATENCY_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 MAX_CLASSES = 64  # more classes than this are counted under class="__other__"
+SHADOW_OUTCOMES = ("compared", "dropped", "failed")  # shadow.py: COMPARED, DROPPED, FAILED
+SHADOW_RESULTS = ("agree", "disagree")
+# |ours - canary's| of a regressor's rows: one bucket a decade (the mean, _sum / _count, is exact)
+DIFFERENCE_BUCKETS = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 OTHER_CLASS = "__other__"
 
 
@@ -51,6 +61,12 @@ class _Layout:
         self.predictions = self._take(MAX_CLASSES + 1)
         self.confidence = self._take(_hist_size(CONFIDENCE_BUCKETS))
         self.ready = self._take(1)  # not exported: 1 once this worker's model is loaded
+        # shadowing: counts against one canary version, which ``shadow_gen`` identifies
+        self.shadow_gen = self._take(1)
+        self.shadow_pending = self._take(1)
+        self.shadow_requests = self._take(len(SHADOW_OUTCOMES))
+        self.shadow_rows = self._take(len(SHADOW_RESULTS))
+        self.shadow_diff = self._take(_hist_size(DIFFERENCE_BUCKETS))
 
     def _take(self, n: int) -> int:
         start = self.size
@@ -82,6 +98,7 @@ class Metrics:
                          ("track", track))
         )  # fmt: skip
         self.classes: list[str] = []
+        self.shadow_version: str | None = None  # the canary this worker compares with
         self.use_region(0)
 
     def use_region(self, index: int) -> None:
@@ -150,6 +167,34 @@ class Metrics:
             mv[h + nb + 1] += sum(values)
             mv[h + nb + 2] += len(values)
 
+    # --- shadowing (shadow.py) ------------------------------------------------------------
+    def shadow_target(self, version: str | None) -> None:
+        """Count from now on against canary ``version`` (None: not shadowing). A new version
+        starts from zero; the same one (a replacement worker) keeps its predecessor's counts."""
+        self.shadow_version = version
+        gen = 0.0 if version is None else float(zlib.crc32(version.encode()) + 1)
+        if self._arr[LAYOUT.shadow_gen] != gen:
+            self._arr[LAYOUT.shadow_gen : LAYOUT.shadow_diff + _hist_size(DIFFERENCE_BUCKETS)] = 0.0
+            self._arr[LAYOUT.shadow_gen] = gen
+
+    def shadow_pending(self, delta: int) -> None:
+        self._mv[LAYOUT.shadow_pending] += delta
+
+    def shadow_outcome(self, outcome: int) -> None:
+        self._mv[LAYOUT.shadow_requests + outcome] += 1
+
+    def shadow_rows(self, agree: int, disagree: int) -> None:
+        self._mv[LAYOUT.shadow_rows] += agree
+        self._mv[LAYOUT.shadow_rows + 1] += disagree
+
+    def shadow_differences(self, diffs: np.ndarray) -> None:
+        h = LAYOUT.shadow_diff
+        nb = len(DIFFERENCE_BUCKETS)
+        b = np.searchsorted(DIFFERENCE_BUCKETS, diffs, side="left")
+        self._arr[h : h + nb + 1] += np.bincount(b, minlength=nb + 1)
+        self._arr[h + nb + 1] += float(diffs.sum())
+        self._arr[h + nb + 2] += len(diffs)
+
     def set_load_seconds(self, seconds: float) -> None:
         self._mv[LAYOUT.load_seconds] = seconds
 
@@ -175,7 +220,7 @@ class Metrics:
             out.append(f"# HELP {name} {help_}")
             out.append(f"# TYPE {name} {kind}")
 
-        def hist(name: str, start: int, buckets: Sequence[float], extra: str) -> None:
+        def hist(name: str, start: int, buckets: Sequence[float], extra: str, total: np.ndarray = total) -> None:
             cum = 0.0
             for i, le in enumerate(buckets):
                 cum += total[start + i]
@@ -213,4 +258,26 @@ class Metrics:
         header(METRIC_CONFIDENCE, "histogram", "Top-class probability of each predicted row "
                "(only for models with predict_proba).")  # fmt: skip
         hist(METRIC_CONFIDENCE, LAYOUT.confidence, CONFIDENCE_BUCKETS, "")
+        if self.shadow_version is not None:
+            # only the regions counting against the same canary (a worker that has not yet
+            # seen a new target still counts against the old one)
+            mine = self._all[self._all[:, LAYOUT.shadow_gen] == self._arr[LAYOUT.shadow_gen]].sum(axis=0)
+            canary = f',{SHADOW_LABEL}="{_escape(self.shadow_version)}"'
+            header(METRIC_SHADOW_REQUESTS, "counter", "Requests copied to the canary, by outcome: compared, "
+                   "dropped (the queue was full) or failed (the canary erred, was slow or unreachable).")  # fmt: skip
+            for i, outcome in enumerate(SHADOW_OUTCOMES):
+                v = float(mine[LAYOUT.shadow_requests + i])
+                out.append(f'{METRIC_SHADOW_REQUESTS}{{{base}{canary},outcome="{outcome}"}} {_fmt(v)}')
+            header(METRIC_SHADOW_PENDING, "gauge", "Copies waiting to be sent to the canary or on their way.")
+            out.append(f"{METRIC_SHADOW_PENDING}{{{base}{canary}}} {_fmt(float(mine[LAYOUT.shadow_pending]))}")
+            if self.classes:
+                header(METRIC_SHADOW_ROWS, "counter", "Compared rows whose label the canary predicted the same as "
+                       "this server (agree) or not (disagree).")  # fmt: skip
+                for i, result in enumerate(SHADOW_RESULTS):
+                    v = float(mine[LAYOUT.shadow_rows + i])
+                    out.append(f'{METRIC_SHADOW_ROWS}{{{base}{canary},result="{result}"}} {_fmt(v)}')
+            else:
+                header(METRIC_SHADOW_ABS_DIFFERENCE, "histogram", "Absolute difference between this server's "
+                       "prediction and the canary's, per compared row.")  # fmt: skip
+                hist(METRIC_SHADOW_ABS_DIFFERENCE, LAYOUT.shadow_diff, DIFFERENCE_BUCKETS, canary, mine)
         return ("\n".join(out) + "\n").encode()

@@ -146,3 +146,45 @@ def _add_output(resp: Any, name: str, arr: np.ndarray, shape: list[int], raw: bo
         resp.raw_output_contents.append(flat.astype(flat.dtype.newbyteorder("<"), copy=False).tobytes())
     else:
         getattr(out.contents, _OUTPUT_FIELDS[datatype]).extend(flat.tolist())
+
+
+# --- the client side, for shadowing (shadow.py): our rows to another server, its labels back
+def build_predict_request(model_name: str, X: np.ndarray) -> Any:
+    """A ModelInferRequest for the ``predict`` output of ``X``'s rows, sent as raw FP64."""
+    return pb.ModelInferRequest(
+        model_name=model_name,
+        inputs=[pb.ModelInferRequest.InferInputTensor(name="input-0", datatype="FP64", shape=list(X.shape))],
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="predict")],
+        raw_input_contents=[np.ascontiguousarray(X, dtype="<f8").tobytes()],
+    )
+
+
+def read_predict_output(resp: Any) -> np.ndarray:
+    """The ``predict`` output of a ModelInferResponse (ValueError if it has none or it is malformed)."""
+    for i, out in enumerate(resp.outputs):
+        if out.name != "predict":
+            continue
+        if len(resp.raw_output_contents) > i:
+            raw = resp.raw_output_contents[i]
+            if out.datatype == "BYTES":
+                return np.array(_split_bytes(raw), dtype=object)
+            return np.frombuffer(raw, dtype=np.dtype(numpy_type(out.datatype, out.name)).newbyteorder("<"))
+        fields = out.contents.ListFields()
+        if len(fields) != 1:
+            raise ValueError("the predict output carries no values")
+        return np.array(list(fields[0][1]), dtype=object if fields[0][0].name == "bytes_contents" else None)
+    raise ValueError("the answer has no predict output")
+
+
+def _split_bytes(raw: bytes) -> list[bytes]:
+    """Raw BYTES: each element is a 4-byte little-endian length and that many bytes."""
+    items, pos = [], 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise ValueError("truncated BYTES output")
+        (n,) = struct.unpack_from("<I", raw, pos)
+        if pos + 4 + n > len(raw):
+            raise ValueError("truncated BYTES output")
+        items.append(raw[pos + 4 : pos + 4 + n])
+        pos += 4 + n
+    return items

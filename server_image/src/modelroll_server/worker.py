@@ -100,6 +100,14 @@ async def serve(settings: Settings, metrics: Metrics, listener: socket.socket, m
     warm_up(model)  # in this process: thread pools and lazily built state exist before the first client
     app = App(settings, metrics, loop)
     app.model_loaded(model)
+    shadow = None
+    if settings.shadow_config:
+        from .shadow import Shadow
+
+        shadow = Shadow(settings.shadow_config, settings.name, model, metrics, settings.shadow_queue_bytes)
+        assert app.batcher is not None
+        app.batcher.after_batch = shadow.after_batch
+        shadow.start()
     grpc = await GrpcService(app, settings).start()
     http = HttpServer(app, settings)
     # the server owns (and closes) a copy; ours stays open to take the listen queue at the end
@@ -128,6 +136,8 @@ async def serve(settings: Settings, metrics: Metrics, listener: socket.socket, m
     listener.close()
     http.stop()
     await grpc_stopped
+    if shadow is not None:
+        await shadow.stop()  # copies still queued are dropped: our clients were answered
     return 0
 
 
