@@ -10,9 +10,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  echo "bootstrap: installing modelroll[operator,server,dev] into .venv"
+  echo "bootstrap: installing modelroll[operator,server,author,dev] into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[operator,server,dev]"
+  .venv/bin/python -m pip install --quiet -e ".[operator,server,author,dev]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -480,16 +480,20 @@ class StoreSource:
             raise StreamBroken(_reason(e)) from e
 
     def _error(self, e: Exception) -> FetchError:
-        name = type(e).__name__
-        text = str(e)
-        s = self.settings
-        if name in ("NotFoundError", "FileNotFoundError"):
-            return FetchError(f"GET {self.loc.uri} failed: {_reason(e)}")
-        if name in ("PermissionDeniedError", "UnauthenticatedError"):
-            return FetchError(f"GET {self.loc.uri} failed: {_reason(e)} (credentials: {s.source})")
-        if s.markers and any(m in text for m in s.markers):
-            return FetchError(f"cannot get credentials for {self.loc.uri} from {s.source}: {_reason(e)}; {s.hint}")
-        return FetchError(f"GET {self.loc.uri} failed: {_reason(e)}")
+        return store_error(e, "GET", self.loc.uri, self.settings)
+
+
+def store_error(e: Exception, verb: str, uri: str, s: StoreSettings) -> FetchError:
+    """One line for an obstore error on ``verb uri`` (GET here, PUT in ``modelroll push``)."""
+    name = type(e).__name__
+    text = str(e)
+    if name in ("NotFoundError", "FileNotFoundError"):
+        return FetchError(f"{verb} {uri} failed: {_reason(e)}")
+    if name in ("PermissionDeniedError", "UnauthenticatedError"):
+        return FetchError(f"{verb} {uri} failed: {_reason(e)} (credentials: {s.source})")
+    if s.markers and any(m in text for m in s.markers):
+        return FetchError(f"cannot get credentials for {uri} from {s.source}: {_reason(e)}; {s.hint}")
+    return FetchError(f"{verb} {uri} failed: {_reason(e)}")
 
 
 def _reason(e: Exception) -> str:
