@@ -58,6 +58,7 @@ def test_histogram_counts_from_cumulative_buckets():
 # --- gates -----------------------------------------------------------------------------------
 
 ERR = Gate("errorRate", builtin="errorRate", max=0.05)
+ERR_1PC = Gate("errorRate", builtin="errorRate", max=0.01)
 LAT = Gate("latencyP99", builtin="latencyP99", max=100)
 LAT_RATIO = Gate("latencyP99", builtin="latencyP99", max_ratio_to_stable=1.5)
 SHIFT = Gate("predictionShift", builtin="predictionShift", max_psi=0.2)
@@ -67,9 +68,14 @@ CUSTOM = Gate("custom", query="sum(x)", success_condition="result < 0.05")
 @pytest.mark.parametrize(
     ("gate", "data", "verdict", "value", "needle"),
     [
-        (ERR, GateData(samples=200, errors=2), PASS, 0.01, "0.01 <= 0.05 (2 of 200 requests)"),
-        (ERR, GateData(samples=200, errors=0), PASS, 0.0, "<= 0.05"),
-        (ERR, GateData(samples=200, errors=60), FAIL, 0.3, "0.3 > 0.05"),
+        (ERR, GateData(samples=200, errors=2), PASS, 0.01, "share 0.01 (2 of 200 requests): 99% lower bound 0.0"),
+        (ERR, GateData(samples=200, errors=0), PASS, 0.0, "99% lower bound 0 <= 0.05"),
+        (ERR, GateData(samples=200, errors=60), FAIL, 0.3, "99% lower bound 0.2"),
+        (ERR, GateData(samples=200, errors=60), FAIL, 0.3, "> 0.05"),
+        # above max, but 3 of 100 could well come from a true share of 0.01: not shown at 0.01
+        (ERR_1PC, GateData(samples=100, errors=3), PASS, 0.03, "(3 of 100 requests): 99% lower bound 0.004395 <= 0.01"),
+        (ERR_1PC, GateData(samples=1000, errors=30), FAIL, 0.03, "99% lower bound 0.01884 > 0.01"),
+        (ERR, GateData(samples=200.4, errors=1.6), PASS, 0.01, "(2 of 200 requests)"),  # increase() extrapolates
         (ERR, GateData(samples=37, errors=30), INCONCLUSIVE, None, "need 100 canary requests in the window, have 37"),
         (ERR, GateData(samples=None), INCONCLUSIVE, None, "have 0"),
         (ERR, GateData(error="connection refused"), ERROR, None, "connection refused"),
@@ -92,7 +98,15 @@ CUSTOM = Gate("custom", query="sum(x)", success_condition="result < 0.05")
             GateData(samples=500, canary_classes={"a": 95, "b": 5}, stable_classes={"a": 50, "b": 50}),
             FAIL,
             None,
-            "> 0.2",
+            "> 0.6025, the critical value for maxPSI 0.2 at significance 0.01",
+        ),
+        # a raw PSI above maxPSI that 20 predictions a side easily show by chance
+        (
+            SHIFT,
+            GateData(samples=500, canary_classes={"a": 15, "b": 5}, stable_classes={"a": 10, "b": 10}),
+            PASS,
+            0.2745,
+            "PSI of predicted classes canary vs stable 0.2745 (bias-corrected 0.1745; 2 bins, effective n 10) <=",
         ),
         (
             SHIFT,
@@ -130,7 +144,7 @@ def test_gate_verdicts(gate, data, verdict, value, needle):
     got = evaluate_gate(gate, data, min_samples=100)
     assert got.verdict == verdict, got
     if value is not None:
-        assert got.value == pytest.approx(value)
+        assert got.value == pytest.approx(value, abs=1e-4)
     assert needle in got.message, got.message
 
 
@@ -142,7 +156,7 @@ def test_all_series_condition_on_several_series():
 
 
 def test_status_shape_of_a_verdict():
-    got = evaluate_gate(ERR, GateData(samples=3, errors=1), min_samples=2).as_status()
+    got = evaluate_gate(ERR, GateData(samples=30, errors=10), min_samples=2).as_status()
     assert got == {
         "name": "errorRate",
         "verdict": FAIL,
@@ -150,6 +164,147 @@ def test_status_shape_of_a_verdict():
         "threshold": "<= 0.05",
         "message": got["message"],
     }
+
+
+INCREASE = Gate("errorRate", builtin="errorRate", max_increase=0.01)
+BOTH = Gate("errorRate", builtin="errorRate", max=0.02, max_increase=0.01)
+ERR_DETECT = Gate("errorRate", builtin="errorRate", max=0.01, detect=0.05)
+INCREASE_DETECT = Gate("errorRate", builtin="errorRate", max_increase=0.01, detect=0.04)
+SHIFT_DETECT = Gate("predictionShift", builtin="predictionShift", max_psi=0.2, detect=0.5)
+CLASSES = {"a": 500, "b": 300, "c": 200}
+
+
+@pytest.mark.parametrize(
+    ("gate", "data", "min_samples", "verdict", "threshold", "needle"),
+    [
+        (
+            INCREASE,
+            GateData(samples=500, errors=30, stable_samples=2000, stable_errors=10),
+            100,
+            FAIL,
+            "<= stable + 0.01",
+            "canary 5xx share 0.06 (30 of 500 requests): increase over stable 0.055 (10 of 2000 stable requests), "
+            "99% lower bound 0.03403 > 0.01",
+        ),
+        (
+            INCREASE,
+            GateData(samples=500, errors=5, stable_samples=2000, stable_errors=10),
+            100,
+            PASS,
+            "<= stable + 0.01",
+            "increase over stable 0.005 (10 of 2000 stable requests), 99% lower bound -0.003199 <= 0.01",
+        ),
+        (INCREASE, GateData(samples=500, errors=5), 100, INCONCLUSIVE, "<= stable + 0.01", "stable served no requests"),
+        (
+            INCREASE,
+            GateData(samples=500, errors=5, stable_samples=0.2, stable_errors=0),  # rounds to none
+            100,
+            INCONCLUSIVE,
+            "<= stable + 0.01",
+            "stable served no requests in the window to compare the 5xx share with",
+        ),
+        # two tests in one gate: each at significance / 2, so the gate's false-failure rate stays 0.01
+        (
+            BOTH,
+            GateData(samples=500, errors=5, stable_samples=2000, stable_errors=10),
+            100,
+            PASS,
+            "<= 0.02, <= stable + 0.01",
+            "(5 of 500 requests): 99.5% lower bound 0.002162 <= 0.02; increase over stable 0.005 (10 of 2000 stable "
+            "requests), 99.5% lower bound -0.003966 <= 0.01",
+        ),
+        (
+            ERR_DETECT,
+            GateData(samples=37, errors=0),
+            100,
+            INCONCLUSIVE,
+            "<= 0.01",
+            "need 312 canary requests in the window (derived from detect 0.05 at significance 0.01, power 0.95), "
+            "have 37",
+        ),
+        # detect replaces minSamples: 400 requests are enough for it, though minSamples asks 1000
+        (ERR_DETECT, GateData(samples=400, errors=0), 1000, PASS, "<= 0.01", "(0 of 400 requests)"),
+        (
+            INCREASE_DETECT,
+            GateData(samples=37, errors=0, stable_samples=2000, stable_errors=10),
+            100,
+            INCONCLUSIVE,
+            "<= stable + 0.01",
+            "need 790 canary requests in the window (derived from detect 0.04 at significance 0.01, power 0.95), "
+            "have 37",
+        ),
+        (
+            INCREASE_DETECT,
+            GateData(samples=5000, errors=0, stable_samples=20, stable_errors=0),
+            100,
+            INCONCLUSIVE,
+            "<= stable + 0.01",
+            "no number of canary requests reaches power 0.95 on detect 0.04 at significance 0.01 against stable's "
+            "0 5xx of 20 requests in the window: too few stable requests",
+        ),
+        (
+            SHIFT_DETECT,
+            GateData(samples=500, canary_classes={"a": 50, "b": 30, "c": 20}, stable_classes=CLASSES),
+            100,
+            INCONCLUSIVE,
+            "PSI <= 0.2",
+            "need 378 canary predictions in the window (derived from detect 0.5 at significance 0.01, power 0.95: "
+            "effective n 274 over 3 bins of predicted classes), have 100",
+        ),
+        (
+            SHIFT_DETECT,
+            GateData(samples=500, canary_classes=CLASSES, stable_classes={"a": 100, "b": 60, "c": 40}),
+            100,
+            INCONCLUSIVE,
+            "PSI <= 0.2",
+            "need over 274 stable predictions in the window",
+        ),
+        # detect replaces minSamples for predictionShift too: it counts predictions, not requests
+        (
+            SHIFT_DETECT,
+            GateData(samples=5, canary_classes=CLASSES, stable_classes={k: 2 * v for k, v in CLASSES.items()}),
+            100,
+            PASS,
+            "PSI <= 0.2",
+            "PSI of predicted classes canary vs stable 0 (bias-corrected 0; 3 bins, effective n 666.7) <= 0.2903, "
+            "the critical value for maxPSI 0.2 at significance 0.01",
+        ),
+        # classes and confidence: two tests, each at significance / 2; the failing one is shown
+        (
+            SHIFT,
+            GateData(
+                samples=500,
+                canary_classes=CLASSES,
+                stable_classes={k: 2 * v for k, v in CLASSES.items()},
+                canary_confidence={"0.6": 90, "1.0": 1000},
+                stable_confidence={"0.6": 700, "1.0": 2000},
+            ),
+            100,
+            FAIL,
+            "PSI <= 0.2",
+            "PSI of confidence canary vs stable 0.4403 (bias-corrected 0.4388; 2 bins, effective n 666.7) > 0.2992, "
+            "the critical value for maxPSI 0.2 at significance 0.005",
+        ),
+    ],
+)
+def test_statistical_gate_verdicts(gate, data, min_samples, verdict, threshold, needle):
+    got = evaluate_gate(gate, data, min_samples, significance=0.01)
+    assert (got.verdict, got.threshold) == (verdict, threshold), got
+    assert needle in got.message, got.message
+
+
+def test_significance_moves_the_verdict():
+    """The same window: significant at 0.1, not at 0.001."""
+    data = GateData(samples=1000, errors=17)  # p-value of 17 of 1000 against 0.01 is ~0.026
+    assert evaluate_gate(ERR_1PC, data, 100, significance=0.1).verdict == FAIL
+    assert evaluate_gate(ERR_1PC, data, 100, significance=0.001).verdict == PASS
+    analysis = Analysis(significance=0.1, gates=(ERR_1PC,))
+    verdict, _ = evaluate_measurement(analysis, Measurement("canary", "r1", T0, {"errorRate": data}))
+    assert verdict == FAIL  # the analysis' significance reaches the gates
+    assert (
+        evaluate_measurement(Analysis(gates=(ERR_1PC,)), Measurement("canary", "r1", T0, {"errorRate": data}))[0]
+        == PASS
+    )  # the default, 0.01
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ GATES = (
     Gate("errorRate", builtin="errorRate", max=0.05),
     Gate("predictionShift", builtin="predictionShift", max_psi=0.2),
     Gate("custom", query="up", success_condition="all(result == 1)"),
+    Gate("increase", builtin="errorRate", max_increase=0.01),
 )
 PLAN = MeasurementPlan(
     "canary", "r1", Analysis(interval_seconds=30, min_samples=10, gates=GATES), "fraud", "v2", "v1", "ml"
@@ -92,6 +93,10 @@ def test_a_measurement_against_a_live_endpoint(prometheus):
 
     m = asyncio.run(run())
     assert m.data["errorRate"].samples == 120 and m.data["errorRate"].errors == 0
+    assert m.data["errorRate"].stable_samples is None  # stable's counts only for maxIncrease
+    assert (m.data["increase"].stable_samples, m.data["increase"].stable_errors) == (120, 0)
+    stable_5xx = 'track="stable",code=~"5.."'
+    assert any(stable_5xx in q and "modelroll_requests_total" in q for q, _ in seen)
     assert m.data["custom"].result == [1.0, 1.0]
     assert m.data["predictionShift"].canary_classes == {"0": 60, "1": 60}
     verdict, verdicts = evaluate_measurement(PLAN.analysis, m)

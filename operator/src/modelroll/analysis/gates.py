@@ -2,14 +2,24 @@
 Inconclusive or Error, with the value, the threshold and a one-line reason (pure).
 
 The rule that matters most: not enough data is never a failure. Fewer than ``minSamples``
-canary requests in the window, an empty result, or a side with no traffic to compare
-against is Inconclusive; only a number on the wrong side of its threshold is a Fail, and a
-query that could not run (Prometheus down, bad PromQL) is an Error, which the state machine
-counts apart from failures.
+canary requests in the window (or, for a gate with ``detect``, fewer than the count its power
+calculation derives), an empty result, or a side with no traffic to compare against is
+Inconclusive; only a number on the wrong side of its threshold is a Fail, and a query that
+could not run (Prometheus down, bad PromQL) is an Error, which the state machine counts apart
+from failures.
+
+errorRate and predictionShift are statistical tests (analysis/stats.py): they fail only when
+the data show the canary past its threshold at the analysis' ``significance``, so a canary
+exactly at its threshold fails one measurement in 1/significance by chance, and one with the
+gate's ``detect`` effect fails with at least ``POWER`` once the derived sample size is reached.
+A gate that runs two tests (errorRate with both ``max`` and ``maxIncrease``; predictionShift on
+both the predicted classes and the confidence histogram) runs each at significance / 2
+(Bonferroni), so the gate's false-failure rate stays within the significance.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,11 +27,17 @@ from datetime import datetime
 from typing import Any
 
 from ..spec import Analysis, Gate
+from . import stats
 from .condition import ConditionError, evaluate_condition
-from .psi import evaluate_psi, histogram_counts
+from .psi import Comparison, compare, histogram_counts
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "Pass", "Fail", "Inconclusive", "Error"
 CANARY_SCOPE, PRE_PROMOTION, POST_PROMOTION = "canary", "prePromotion", "postPromotion"
+POWER = 0.95  # the chance a gate with detect promises to catch that effect, once it has the samples
+# The power the sample sizes are computed for: above POWER, so that the promise holds despite the
+# approximations behind them (normal, noncentral chi-square) and the saw-tooth of exact tests.
+DESIGN_POWER = 0.975
+DEFAULT_SIGNIFICANCE: float = Analysis.significance
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,8 @@ class GateData:
 
     samples: float | None = None
     errors: float | None = None  # canary 5xx responses (errorRate)
+    stable_samples: float | None = None  # stable's requests (errorRate with maxIncrease)
+    stable_errors: float | None = None  # stable's 5xx responses (errorRate with maxIncrease)
     canary_p99: float | None = None  # seconds (latencyP99); None = no data
     stable_p99: float | None = None
     canary_classes: Mapping[str, float] = field(default_factory=dict)  # predicted rows by class
@@ -80,7 +98,10 @@ def _fmt(x: float) -> str:
 
 def threshold_of(gate: Gate) -> str:
     if gate.builtin == "errorRate":
-        return f"<= {_fmt(gate.max or 0)}"
+        parts = [] if gate.max is None else [f"<= {_fmt(gate.max)}"]
+        if gate.max_increase is not None:
+            parts.append(f"<= stable + {_fmt(gate.max_increase)}")
+        return ", ".join(parts)
     if gate.builtin == "latencyP99":
         if gate.max is not None:
             return f"<= {_fmt(gate.max)} ms"
@@ -90,30 +111,85 @@ def threshold_of(gate: Gate) -> str:
     return gate.success_condition or ""
 
 
+def _inconclusive(gate: Gate, message: str, value: float | None = None) -> GateVerdict:
+    return GateVerdict(gate.name, INCONCLUSIVE, value, threshold_of(gate), message)
+
+
 def _not_enough(gate: Gate, data: GateData, min_samples: int) -> GateVerdict | None:
     have = data.samples or 0.0
     if data.samples is None or have < min_samples or have <= 0:
-        return GateVerdict(
-            gate.name,
-            INCONCLUSIVE,
-            None,
-            threshold_of(gate),
-            f"need {min_samples} canary requests in the window, have {int(have)}",
-        )
+        return _inconclusive(gate, f"need {min_samples} canary requests in the window, have {int(have)}")
     return None
 
 
-def _error_rate(gate: Gate, data: GateData) -> GateVerdict:
-    rate = (data.errors or 0.0) / (data.samples or 1.0)
-    limit = gate.max or 0.0
-    ok = rate <= limit
+def _derived(gate: Gate, significance: float, what: str = "") -> str:
+    return (
+        f"derived from detect {_fmt(gate.detect or 0.0)} at significance {_fmt(significance)}, "
+        f"power {_fmt(POWER)}{what}"
+    )
+
+
+def _confidence(alpha: float) -> str:
+    return f"{_fmt(100.0 * (1.0 - alpha))}%"
+
+
+def _count(x: float | None) -> int:
+    """Prometheus' increase() extrapolates to the window's edges, so counts come as fractions."""
+    return max(round(x or 0.0), 0)
+
+
+def _error_rate(gate: Gate, data: GateData, min_samples: int, significance: float) -> GateVerdict:
+    n = _count(data.samples)
+    x = min(_count(data.errors), n)
+    tests = [t for t in (gate.max, gate.max_increase) if t is not None]
+    alpha = significance / len(tests)
+    stable_n = _count(data.stable_samples)
+    stable_x = min(_count(data.stable_errors), stable_n)
+    if gate.max_increase is not None and stable_n <= 0:
+        return _inconclusive(gate, "stable served no requests in the window to compare the 5xx share with")
+    if gate.detect is None:
+        short = _not_enough(gate, data, min_samples)
+        if short:
+            return short
+    else:
+        if gate.max is not None:
+            need = stats.binomial_min_n(gate.max, gate.detect, alpha, DESIGN_POWER)
+        else:
+            need = stats.newcombe_min_n(
+                stable_x / stable_n, stable_n, gate.max_increase or 0.0, gate.detect, alpha, DESIGN_POWER
+            )
+        if need is None:
+            return _inconclusive(
+                gate,
+                f"no number of canary requests reaches power {_fmt(POWER)} on detect {_fmt(gate.detect)} at "
+                f"significance {_fmt(significance)} against stable's {stable_x} 5xx of {stable_n} requests "
+                "in the window: too few stable requests",
+            )
+        if n < need or n <= 0:
+            return _inconclusive(
+                gate, f"need {need} canary requests in the window ({_derived(gate, significance)}), have {n}"
+            )
+    rate = x / n
+    failed, parts = False, []
+    if gate.max is not None:
+        lower = stats.clopper_pearson_lower(x, n, alpha)
+        over = stats.binomial_exceeds(x, n, gate.max, alpha)
+        failed |= over
+        parts.append(f"{_confidence(alpha)} lower bound {_fmt(lower)} {'>' if over else '<='} {_fmt(gate.max)}")
+    if gate.max_increase is not None:
+        lower = stats.newcombe_lower(x, n, stable_x, stable_n, alpha)
+        over = lower > gate.max_increase
+        failed |= over
+        parts.append(
+            f"increase over stable {_fmt(rate - stable_x / stable_n)} ({stable_x} of {stable_n} stable requests), "
+            f"{_confidence(alpha)} lower bound {_fmt(lower)} {'>' if over else '<='} {_fmt(gate.max_increase)}"
+        )
     return GateVerdict(
         gate.name,
-        PASS if ok else FAIL,
+        FAIL if failed else PASS,
         rate,
         threshold_of(gate),
-        f"canary 5xx share {_fmt(rate)} {'<=' if ok else '>'} {_fmt(limit)} "
-        f"({int(data.errors or 0)} of {int(data.samples or 0)} requests)",
+        f"canary 5xx share {_fmt(rate)} ({x} of {n} requests): " + "; ".join(parts),
     )
 
 
@@ -148,36 +224,56 @@ def _latency(gate: Gate, data: GateData) -> GateVerdict:
     )
 
 
-def _shift(gate: Gate, data: GateData) -> GateVerdict:
-    threshold = threshold_of(gate)
-    found: list[tuple[float, str]] = []
-    missing = []
+def _shift_short(gate: Gate, what: str, c: Comparison, alpha: float, significance: float) -> GateVerdict | None:
+    """Inconclusive if ``c`` rests on fewer predictions than ``detect`` needs (None: enough)."""
+    need = stats.psi_min_n_eff(c.bins, gate.max_psi or 0.0, gate.detect or 0.0, alpha, DESIGN_POWER)
+    if need is None or stats.effective_n(c.canary_total, c.stable_total) >= need:
+        return None
+    why = _derived(gate, significance, f": effective n {need} over {c.bins} bins of {what}")
+    if c.stable_total <= need:  # n_eff < the stable count, however many the canary has
+        return _inconclusive(
+            gate, f"need over {need} stable predictions in the window ({why}), have {int(c.stable_total)}"
+        )
+    canary_need = math.ceil(need * c.stable_total / (c.stable_total - need))
+    return _inconclusive(
+        gate, f"need {canary_need} canary predictions in the window ({why}), have {int(c.canary_total)}"
+    )
+
+
+def _shift(gate: Gate, data: GateData, significance: float) -> GateVerdict:
+    found: list[tuple[str, Comparison]] = []
     for what, canary, stable in (
         ("predicted classes", data.canary_classes, data.stable_classes),
         ("confidence", histogram_counts(data.canary_confidence), histogram_counts(data.stable_confidence)),
     ):
-        try:
-            found.append((evaluate_psi(canary, stable), what))
-        except ValueError:
-            missing.append(what)
+        with contextlib.suppress(ValueError):  # no observations on a side: that distribution is left out
+            found.append((what, compare(canary, stable)))
     if not found:
-        return GateVerdict(
-            gate.name,
-            INCONCLUSIVE,
-            None,
-            threshold,
+        return _inconclusive(
+            gate,
             "no prediction distribution on both tracks in the window (stable idle, or the "
             "model exports neither classes nor confidence)",
         )
-    psi, what = max(found)
+    alpha = significance / len(found)
     limit = gate.max_psi or 0.0
-    ok = psi <= limit
+    judged = []
+    for what, c in found:
+        short = _shift_short(gate, what, c, alpha, significance) if gate.detect is not None else None
+        if short:
+            return short
+        n_eff = stats.effective_n(c.canary_total, c.stable_total)
+        critical = stats.psi_critical(c.bins, n_eff, limit, alpha)
+        judged.append((c.psi > critical, c.psi / critical, what, c, n_eff, critical))
+    failed, _, what, c, n_eff, critical = max(judged)  # a failing one first, then the nearest to failing
+    corrected = max(c.psi - (c.bins - 1) / n_eff, 0.0)
     return GateVerdict(
         gate.name,
-        PASS if ok else FAIL,
-        psi,
-        threshold,
-        f"PSI of {what} canary vs stable {_fmt(psi)} {'<=' if ok else '>'} {_fmt(limit)}",
+        FAIL if failed else PASS,
+        c.psi,
+        threshold_of(gate),
+        f"PSI of {what} canary vs stable {_fmt(c.psi)} (bias-corrected {_fmt(corrected)}; {c.bins} bins, "
+        f"effective n {_fmt(n_eff)}) {'>' if failed else '<='} {_fmt(critical)}, the critical value for "
+        f"maxPSI {_fmt(limit)} at significance {_fmt(alpha)}",
     )
 
 
@@ -205,7 +301,9 @@ def _custom(gate: Gate, data: GateData) -> GateVerdict:
     )
 
 
-def evaluate_gate(gate: Gate, data: GateData | None, min_samples: int) -> GateVerdict:
+def evaluate_gate(
+    gate: Gate, data: GateData | None, min_samples: int, significance: float = DEFAULT_SIGNIFICANCE
+) -> GateVerdict:
     """The verdict of ``gate`` on ``data`` (None: the gate was not measured -> Error)."""
     if data is None:
         return GateVerdict(gate.name, ERROR, None, threshold_of(gate), "not measured")
@@ -213,20 +311,24 @@ def evaluate_gate(gate: Gate, data: GateData | None, min_samples: int) -> GateVe
         return GateVerdict(gate.name, ERROR, None, threshold_of(gate), data.error)
     if gate.builtin is None:
         return _custom(gate, data)
-    short = _not_enough(gate, data, min_samples)
-    if short:
-        return short
-    if gate.builtin == "errorRate":
-        return _error_rate(gate, data)
+    if gate.builtin == "errorRate":  # checks its own sample size: with detect it is derived
+        return _error_rate(gate, data, min_samples, significance)
+    if gate.detect is None:
+        short = _not_enough(gate, data, min_samples)
+        if short:
+            return short
     if gate.builtin == "latencyP99":
         return _latency(gate, data)
-    return _shift(gate, data)
+    return _shift(gate, data, significance)
 
 
 def evaluate_measurement(analysis: Analysis, measurement: Measurement) -> tuple[str, list[GateVerdict]]:
     """Every gate's verdict and the measurement's: any Fail fails it; otherwise any Error makes
     it an Error; otherwise any Inconclusive makes it Inconclusive; otherwise it passes."""
-    verdicts = [evaluate_gate(g, measurement.data.get(g.name), analysis.min_samples) for g in analysis.gates]
+    verdicts = [
+        evaluate_gate(g, measurement.data.get(g.name), analysis.min_samples, analysis.significance)
+        for g in analysis.gates
+    ]
     kinds = {v.verdict for v in verdicts}
     for verdict in (FAIL, ERROR, INCONCLUSIVE):
         if verdict in kinds:

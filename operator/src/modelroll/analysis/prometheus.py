@@ -85,16 +85,17 @@ def _gate_data(answers: Mapping[str, Series | QueryError], keys: Mapping[str, st
         if field == "result":
             values = [v for _, v in answer]
             got["result"] = None if not values else (values[0] if len(answer) == 1 else values)
-        elif field in ("samples", "errors"):
-            got[field] = _total(answer) if answer or field == "samples" else 0.0
+        elif field in ("samples", "errors", "stable_samples", "stable_errors"):
+            got[field] = _total(answer) if answer or field.endswith("samples") else 0.0
         elif field.endswith("_p99"):
             got[field] = _total(answer)
         elif field.endswith("_classes"):
             got[field] = _by(answer, "class")
         else:
             got[field] = _by(answer, "le")
-    if got.get("errors") is None and "errors" in keys:
-        got["errors"] = 0.0  # no 5xx series at all: the server has not answered 5xx yet
+    for errors in ("errors", "stable_errors"):
+        if got.get(errors) is None and errors in keys:
+            got[errors] = 0.0  # no 5xx series at all: the server has not answered 5xx yet
     return GateData(**got)
 
 

@@ -12,8 +12,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 EPSILON = 1e-4
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """PSI of two count distributions and what its noise depends on: the bins populated on
+    either side and the counts behind each distribution."""
+
+    psi: float
+    bins: int
+    canary_total: float
+    stable_total: float
 
 
 def build_shares(counts: Mapping[str, float], bins: list[str], epsilon: float = EPSILON) -> list[float]:
@@ -39,6 +51,19 @@ def evaluate_psi(canary: Mapping[str, float], stable: Mapping[str, float], epsil
     p = build_shares(canary, bins, epsilon)
     q = build_shares(stable, bins, epsilon)
     return max(0.0, math.fsum((a - b) * math.log(a / b) for a, b in zip(p, q, strict=True)))
+
+
+def _clean(counts: Mapping[str, float]) -> dict[str, float]:
+    return {k: v for k, v in ((k, float(v)) for k, v in counts.items()) if v > 0 and not math.isnan(v)}
+
+
+def compare(canary: Mapping[str, float], stable: Mapping[str, float], epsilon: float = EPSILON) -> Comparison:
+    """``evaluate_psi`` with the number of populated bins and each side's total count.
+
+    Raises ValueError if either side has no observations."""
+    c, s = _clean(canary), _clean(stable)
+    psi = evaluate_psi(canary, stable, epsilon)
+    return Comparison(psi, len(set(c) | set(s)), math.fsum(c.values()), math.fsum(s.values()))
 
 
 def histogram_counts(cumulative: Mapping[str, float]) -> dict[str, float]:

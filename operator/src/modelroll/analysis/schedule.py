@@ -125,6 +125,10 @@ def build_queries(plan: MeasurementPlan, gate: Gate) -> dict[str, str]:
     if gate.builtin == "errorRate":
         five_xx = plan.selector(TRACK_CANARY, 'code=~"5.."')
         queries["errors"] = f"sum(increase({METRIC_REQUESTS}{five_xx}[{w}]))"
+        if gate.max_increase is not None:  # compared with stable's share over the same window
+            stable_5xx = plan.selector(TRACK_STABLE, 'code=~"5.."')
+            queries["stable_samples"] = f"sum(increase({METRIC_REQUESTS}{stable}[{w}]))"
+            queries["stable_errors"] = f"sum(increase({METRIC_REQUESTS}{stable_5xx}[{w}]))"
     elif gate.builtin == "latencyP99":
         for side, sel in (("canary_p99", canary), ("stable_p99", stable)):
             queries[side] = f"histogram_quantile(0.99, sum by (le) (increase({METRIC_LATENCY}_bucket{sel}[{w}])))"
