@@ -155,6 +155,7 @@ def test_defaults_inside_strategies(kubectl: Kubectl, namespace: str) -> None:
         "failureLimit": 2,
         "consecutiveErrorLimit": 4,
         "minSamples": 100,
+        "significance": 0.01,
         "gates": [{"builtin": "errorRate", "max": 0.05}],
     }
     assert canary["autoscaling"] == {
@@ -324,6 +325,54 @@ INVALID: list[tuple[str, str, str, str]] = [
         canary_with_gates("[{builtin: errorRate, max: 0.1, maxPSI: 0.2}]"),
         "spec.strategy.canary.analysis.gates[0].maxPSI",
         "maxPSI is only allowed with builtin predictionShift",
+    ),
+    (
+        "gate-errorRate-detect-not-above-max",
+        canary_with_gates("[{builtin: errorRate, max: 0.05, detect: 0.05}]"),
+        "spec.strategy.canary.analysis.gates[0].detect",
+        "detect for builtin errorRate must be above max",
+    ),
+    (
+        "gate-errorRate-detect-not-above-maxIncrease",
+        canary_with_gates("[{builtin: errorRate, maxIncrease: 0.02, detect: 0.01}]"),
+        "spec.strategy.canary.analysis.gates[0].detect",
+        "without max, above maxIncrease",
+    ),
+    (
+        "gate-errorRate-detect-above-1",
+        canary_with_gates("[{builtin: errorRate, max: 0.05, detect: 2}]"),
+        "spec.strategy.canary.analysis.gates[0].detect",
+        "is a share and must be between 0 and 1",
+    ),
+    (
+        "gate-predictionShift-detect-not-above-maxPSI",
+        canary_with_gates("[{builtin: predictionShift, maxPSI: 0.2, detect: 0.1}]"),
+        "spec.strategy.canary.analysis.gates[0].detect",
+        "detect for builtin predictionShift must be above maxPSI",
+    ),
+    (
+        "gate-detect-on-latencyP99",
+        canary_with_gates("[{builtin: latencyP99, max: 200, detect: 50}]"),
+        "spec.strategy.canary.analysis.gates[0].detect",
+        "detect is only allowed with builtin errorRate or predictionShift",
+    ),
+    (
+        "gate-maxIncrease-on-latencyP99",
+        canary_with_gates("[{builtin: latencyP99, max: 200, maxIncrease: 0.1}]"),
+        "spec.strategy.canary.analysis.gates[0].maxIncrease",
+        "maxIncrease is only allowed with builtin errorRate",
+    ),
+    (
+        "analysis-significance-above-0.2",
+        f"""
+        strategy:
+          type: Canary
+          canary:
+            {CANARY_STEPS}
+            analysis: {{significance: 0.5, gates: [{{builtin: errorRate, max: 0.1}}]}}
+        """,
+        "spec.strategy.canary.analysis.significance",
+        "less than or equal to 0.2",
     ),
     (
         "gate-builtin-and-prometheus",
@@ -509,12 +558,15 @@ strategy:
       failureLimit: 0
       consecutiveErrorLimit: 10
       minSamples: 0
+      significance: 0.05
       prometheusUrl: http://prometheus.monitoring:9090
       gates:
         - {{name: errors, builtin: errorRate, max: 0}}
+        - {{name: increase, builtin: errorRate, maxIncrease: 0.01, detect: 0.05}}
+        - {{name: both, builtin: errorRate, max: 0.02, maxIncrease: 0.01, detect: 0.05}}
         - {{builtin: latencyP99, max: 250}}
         - {{builtin: latencyP99, maxRatioToStable: 1.25}}
-        - {{builtin: predictionShift, maxPSI: 0.1}}
+        - {{builtin: predictionShift, maxPSI: 0.1, detect: 0.3}}
         - name: business-kpi
           prometheus:
             query: sum(rate(fraud_flagged_total[5m]))
