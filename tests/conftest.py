@@ -17,6 +17,7 @@ This module does I/O: processes, files, kubectl.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -141,20 +142,36 @@ def kubectl(kubeconfig: Path) -> Kubectl:
     return run
 
 
+@contextlib.contextmanager
+def fresh_namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A new namespace, ready for Pods; deleted on exit without waiting for it to go."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kubectl("create", "namespace", name)
+    try:
+        # The ServiceAccount admission plugin refuses Pods until the namespace's default
+        # ServiceAccount exists; wait so controllers never hit that in a test.
+        wait_for(
+            lambda: kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+            timeout=30,
+            message=f"ServiceAccount default in namespace {name}",
+        )
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 @pytest.fixture
 def namespace(kubectl: Kubectl) -> Iterator[str]:
     """A fresh namespace for one test; deleted afterwards without waiting for it to go."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    kubectl("create", "namespace", name)
-    # The ServiceAccount admission plugin refuses Pods until the namespace's default
-    # ServiceAccount exists; wait so controllers never hit that in a test.
-    wait_for(
-        lambda: kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-        timeout=30,
-        message=f"ServiceAccount default in namespace {name}",
-    )
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(kubectl) as name:
+        yield name
+
+
+@pytest.fixture
+def other_namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A second fresh namespace, for tests about two namespaces."""
+    with fresh_namespace(kubectl) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

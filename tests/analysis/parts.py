@@ -9,7 +9,7 @@ Each test runs its own on a free loopback port with a temporary config and data 
 Its one scrape job is docs/prometheus-scrape-config.yaml as written, the documented
 equivalent of the chart's PodMonitor, role-pod discovery and relabelling included, with only
 what a Prometheus outside the cluster needs added to its ``kubernetes_sd_configs`` entry: the
-test cluster's kubeconfig and the test's namespace; and it scrapes every second, not every
+test cluster's kubeconfig and the test's namespaces; and it scrapes every second, not every
 15 s. Discovery watches the API server, so Pods show up (and go) as they change.
 """
 
@@ -44,17 +44,17 @@ def prometheus_binary() -> Path:
     return exe
 
 
-def pod_scrape_job(kubeconfig: Path, namespace: str, interval_seconds: int = SCRAPE_SECONDS) -> dict[str, Any]:
+def pod_scrape_job(kubeconfig: Path, *namespaces: str, interval_seconds: int = SCRAPE_SECONDS) -> dict[str, Any]:
     """The documented scrape job (docs/prometheus-scrape-config.yaml) as written, scraping every
     ``interval_seconds``, its role-pod discovery given what a Prometheus outside the cluster
     needs: the API server and credentials of ``kubeconfig`` (its current context), and only
-    ``namespace``'s Pods."""
+    the Pods of ``namespaces``."""
     (job,) = yaml.safe_load(SCRAPE_CONFIG.read_text())["scrape_configs"]
     job = copy.deepcopy(job)
     (sd,) = job["kubernetes_sd_configs"]
     assert sd == {"role": "pod"}, f"the documented job's discovery changed: {sd}"
     sd["kubeconfig_file"] = str(kubeconfig.resolve())
-    sd["namespaces"] = {"names": [namespace]}
+    sd["namespaces"] = {"names": list(namespaces)}
     job["scrape_interval"] = job["scrape_timeout"] = f"{interval_seconds}s"
     return dict(job)
 
