@@ -58,6 +58,14 @@ class Case:
     target: str = "target"
 
     @property
+    def features_csv(self) -> Path:
+        """The held-out data without the target column (reference data as most authors have it)."""
+        path = self.csv.with_name(self.csv.stem + "-features.csv")
+        if not path.exists():
+            self.X.to_csv(path, index=False)
+        return path
+
+    @property
     def X(self) -> pd.DataFrame:
         return self.test.drop(columns=[self.target])
 
