@@ -80,7 +80,7 @@ def test_regularized_gamma_and_chi_square_are_scipys():
 
 
 NONCENTRAL = [(df, nc) for df in [1, 2, 3, 9, 30, 100] for nc in [0.0, 0.1, 1, 5, 20, 100, 1e3, 1e4]]
-NONCENTRAL += [(1, 1e5), (9, 1e5)]  # n_eff 500 000 at maxPSI 0.2: slow to check, so only two
+NONCENTRAL += [(1, 9e4), (30, 9e4)]  # just below SANKARAN_FROM, where the exact sum is longest
 
 
 @pytest.mark.parametrize(("df", "nc"), NONCENTRAL)
@@ -95,10 +95,17 @@ def test_noncentral_chi_square_is_scipys(df, nc):
             )
 
 
-def test_sankaran_is_only_a_starting_point():
-    # its error is what the exact CDF corrects: several % at 1 degree of freedom
+@pytest.mark.parametrize("df", [1, 3, 30, 100])
+def test_sankaran_takes_over_where_it_is_as_good(df):
+    """From a noncentrality of SANKARAN_FROM on, Sankaran's approximation replaces the exact sum."""
+    for nc in [stats.SANKARAN_FROM, 1e6, 1e7, 1e9]:
+        for q in [0.5, 0.9, 0.99, 0.999]:
+            want = scipy_stats.ncx2.ppf(q, df, nc)
+            assert stats.ncx2_quantile(q, df, nc) == pytest.approx(want, rel=1e-7)
+            for x in [0.99 * want, want, 1.01 * want]:
+                assert stats.ncx2_cdf(x, df, nc) == pytest.approx(scipy_stats.ncx2.cdf(x, df, nc), abs=1e-6)
+    # below it, where the exact sum is used, Sankaran is off by several % at 1 degree of freedom
     assert abs(stats.sankaran_quantile(0.9, 1, 1.0) / scipy_stats.ncx2.ppf(0.9, 1, 1.0) - 1) > 0.01
-    assert abs(stats.sankaran_quantile(0.99, 3, 1e4) / scipy_stats.ncx2.ppf(0.99, 3, 1e4) - 1) < 1e-4
 
 
 # --- the intervals against published values ----------------------------------------------------
