@@ -195,6 +195,15 @@ CLASSES = {"a": 500, "b": 300, "c": 200}
             "increase over stable 0.005 (10 of 2000 stable requests), 99% lower bound -0.003199 <= 0.01",
         ),
         (INCREASE, GateData(samples=500, errors=5), 100, INCONCLUSIVE, "<= stable + 0.01", "stable served no requests"),
+        # with minSamples 0, a fraction of a request (increase() extrapolates) still is none
+        (
+            ERR,
+            GateData(samples=0.4, errors=0.1),
+            0,
+            INCONCLUSIVE,
+            "<= 0.05",
+            "need 1 canary requests in the window, have 0",
+        ),
         (
             INCREASE,
             GateData(samples=500, errors=5, stable_samples=0.2, stable_errors=0),  # rounds to none

@@ -151,6 +151,8 @@ def _error_rate(gate: Gate, data: GateData, min_samples: int, significance: floa
         short = _not_enough(gate, data, min_samples)
         if short:
             return short
+        if n <= 0:  # a fraction of a request, extrapolated
+            return _inconclusive(gate, f"need {max(min_samples, 1)} canary requests in the window, have 0")
     else:
         if gate.max is not None:
             need = stats.binomial_min_n(gate.max, gate.detect, alpha, DESIGN_POWER)
