@@ -162,7 +162,8 @@ def check(report: dict[str, Any], thresholds: list[Threshold]) -> list[str]:
         value = report.get(t.metric)
         if value is None:
             passed = False
-            failures.append(f"{t.metric} could not be computed, so {t} is not met ({'; '.join(report['notes'])})")
+            why = f" ({'; '.join(report['notes'])})" if report["notes"] else ""
+            failures.append(f"{t.metric} could not be computed, so {t} is not met{why}")
         else:
             passed = value >= t.value if t.bound == "min" else value <= t.value
             if not passed:
