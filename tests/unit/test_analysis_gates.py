@@ -15,7 +15,7 @@ from modelroll.analysis.gates import (
     evaluate_gate,
     evaluate_measurement,
 )
-from modelroll.analysis.psi import evaluate_psi, histogram_counts
+from modelroll.analysis.psi import Comparison, compare, evaluate_psi, histogram_counts, pool_sparse
 from modelroll.spec import Analysis, Gate
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -48,6 +48,20 @@ def test_psi_is_symmetric_enough_and_ignores_nan_and_negatives():
     assert evaluate_psi({"a": 1, "b": float("nan"), "c": -3}, {"a": 1}) < 0.01
     a, b = {"x": 70, "y": 30}, {"x": 30, "y": 70}
     assert evaluate_psi(a, b) == pytest.approx(evaluate_psi(b, a))
+
+
+def test_sparse_bins_are_pooled_before_the_test():
+    # r: one stray prediction, where the smaller side (100) expects 0.5 -> merged with b, the
+    # next sparsest; a and b expect 30 and 20 and stay
+    canary, stable, merges = pool_sparse({"a": 60, "b": 40, "r": 1}, {"a": 60, "b": 40})
+    assert (canary, stable, merges) == ({"a": 60, "r|b": 41}, {"a": 60, "r|b": 40}, 1)
+    c = compare({"a": 60, "b": 40, "r": 1}, {"a": 60, "b": 40})
+    assert (c.bins, c.pooled, c.canary_total, c.stable_total) == (2, 1, 101, 100) and c.psi < 1e-3
+    assert evaluate_psi({"a": 60, "b": 40, "r": 1}, {"a": 60, "b": 40}) > 0.04  # what r alone would add
+    # a class stable predicts often and the canary never is no sparse bin: the shift stays visible
+    assert compare({"a": 100}, {"a": 70, "b": 30}).psi > 2.0
+    # everything sparse: one bin, no shift to measure
+    assert compare({"a": 2, "b": 1}, {"a": 1, "b": 2}) == Comparison(0.0, 1, 3, 3, 1)
 
 
 def test_histogram_counts_from_cumulative_buckets():
@@ -277,6 +291,15 @@ CLASSES = {"a": 500, "b": 300, "c": 200}
             "PSI <= 0.2",
             "PSI of predicted classes canary vs stable 0 (bias-corrected 0; 3 bins, effective n 666.7) <= 0.2903, "
             "the critical value for maxPSI 0.2 at significance 0.01",
+        ),
+        # one stray prediction of a class stable never made is pooled, not taken for a shift
+        (
+            SHIFT,
+            GateData(samples=500, canary_classes={**CLASSES, "d": 1}, stable_classes=CLASSES),
+            100,
+            PASS,
+            "PSI <= 0.2",
+            "(bias-corrected 0; 3 bins (1 sparse merged), effective n 500.2) <=",
         ),
         # classes and confidence: two tests, each at significance / 2; the failing one is shown
         (

@@ -287,3 +287,23 @@ def test_prediction_shift_simulated():
         stable_classes=one_short.stable_classes,
     )
     assert evaluate_gate(gate, one_short, 0, ALPHA).verdict == INCONCLUSIVE
+
+
+def test_prediction_shift_with_sparse_classes_simulated():
+    """Eleven classes, ten of them rare (1 % each), 60 predictions a side: a stray prediction
+    or two in a rare class would, with PSI's epsilon, look like a large shift; pooled with the
+    other sparse bins they do not. (Without the pooling an identical canary failed 15 % of
+    these windows at maxPSI 0.1, 4 % at 0.2.)"""
+    shares = np.array([0.9] + [0.01] * 10)
+    gate = Gate("predictionShift", builtin="predictionShift", max_psi=0.1)
+    rng = np.random.default_rng(5)
+    canary, stable = rng.multinomial(60, shares, WINDOWS), rng.multinomial(60, shares, WINDOWS)
+    windows = [
+        GateData(
+            samples=60,
+            canary_classes={str(i): float(x) for i, x in enumerate(c)},
+            stable_classes={str(i): float(x) for i, x in enumerate(s)},
+        )
+        for c, s in zip(canary, stable, strict=True)
+    ]
+    assert fail_rate(gate, windows) <= 0.01

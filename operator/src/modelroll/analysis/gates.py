@@ -268,12 +268,13 @@ def _shift(gate: Gate, data: GateData, significance: float) -> GateVerdict:
         judged.append((c.psi > critical, c.psi / critical, what, c, n_eff, critical))
     failed, _, what, c, n_eff, critical = max(judged)  # a failing one first, then the nearest to failing
     corrected = max(c.psi - (c.bins - 1) / n_eff, 0.0)
+    pooled = f" ({c.pooled} sparse merged)" if c.pooled else ""
     return GateVerdict(
         gate.name,
         FAIL if failed else PASS,
         c.psi,
         threshold_of(gate),
-        f"PSI of {what} canary vs stable {_fmt(c.psi)} (bias-corrected {_fmt(corrected)}; {c.bins} bins, "
+        f"PSI of {what} canary vs stable {_fmt(c.psi)} (bias-corrected {_fmt(corrected)}; {c.bins} bins{pooled}, "
         f"effective n {_fmt(n_eff)}) {'>' if failed else '<='} {_fmt(critical)}, the critical value for "
         f"maxPSI {_fmt(limit)} at significance {_fmt(alpha)}",
     )

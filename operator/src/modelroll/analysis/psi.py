@@ -15,17 +15,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 EPSILON = 1e-4
+# compare() pools bins in which the smaller side expects fewer observations than this (the
+# chi-square test's rule of thumb), so one or two stray observations in a rare bin, which the
+# epsilon share would turn into a large PSI, do not pass for a shift.
+MIN_EXPECTED = 5.0
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """PSI of two count distributions and what its noise depends on: the bins populated on
-    either side and the counts behind each distribution."""
+    """PSI of two count distributions and what its noise depends on: the bins (populated on
+    either side, after pooling sparse ones) and the counts behind each distribution."""
 
     psi: float
     bins: int
     canary_total: float
     stable_total: float
+    pooled: int = 0  # sparse bins merged into others
 
 
 def build_shares(counts: Mapping[str, float], bins: list[str], epsilon: float = EPSILON) -> list[float]:
@@ -57,13 +62,42 @@ def _clean(counts: Mapping[str, float]) -> dict[str, float]:
     return {k: v for k, v in ((k, float(v)) for k, v in counts.items()) if v > 0 and not math.isnan(v)}
 
 
+def pool_sparse(
+    canary: Mapping[str, float], stable: Mapping[str, float], min_expected: float = MIN_EXPECTED
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """The two distributions with sparse bins merged, and how many merges that took. A bin is
+    sparse when the smaller side expects fewer than ``min_expected`` observations in it (its
+    pooled share times that side's total); the two sparsest bins are merged until none is, or
+    one bin is left."""
+    c, s = _clean(canary), _clean(stable)
+    n_c, n_s = math.fsum(c.values()), math.fsum(s.values())
+    if n_c <= 0 or n_s <= 0:
+        return c, s, 0
+    scale = min(n_c, n_s) / (n_c + n_s)
+
+    def expected(b: str) -> float:
+        return (c.get(b, 0.0) + s.get(b, 0.0)) * scale
+
+    bins = sorted(set(c) | set(s), key=lambda b: (expected(b), b))
+    merges = 0
+    while len(bins) > 1 and expected(bins[0]) < min_expected:
+        first, second, *bins = bins
+        merged = f"{first}|{second}"
+        for side in (c, s):
+            side[merged] = side.pop(first, 0.0) + side.pop(second, 0.0)
+        bins = sorted([*bins, merged], key=lambda b: (expected(b), b))
+        merges += 1
+    return c, s, merges
+
+
 def compare(canary: Mapping[str, float], stable: Mapping[str, float], epsilon: float = EPSILON) -> Comparison:
-    """``evaluate_psi`` with the number of populated bins and each side's total count.
+    """PSI after pooling sparse bins (``pool_sparse``), with the number of bins left and each
+    side's total count.
 
     Raises ValueError if either side has no observations."""
-    c, s = _clean(canary), _clean(stable)
-    psi = evaluate_psi(canary, stable, epsilon)
-    return Comparison(psi, len(set(c) | set(s)), math.fsum(c.values()), math.fsum(s.values()))
+    c, s, merges = pool_sparse(canary, stable)
+    psi = evaluate_psi(c, s, epsilon)
+    return Comparison(psi, len(set(c) | set(s)), math.fsum(c.values()), math.fsum(s.values()), merges)
 
 
 def histogram_counts(cumulative: Mapping[str, float]) -> dict[str, float]:
