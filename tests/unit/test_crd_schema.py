@@ -532,6 +532,8 @@ def test_analysis_defaults(schema: Schema) -> None:
         "interval": "30s",
         "failureLimit": 2,
         "consecutiveErrorLimit": 4,
+        "inconclusiveLimit": 10,
+        "inconclusiveAction": "Pause",
         "minSamples": 100,
         "significance": 0.01,
         "gates": [{"builtin": "errorRate", "max": 0.01}],
@@ -555,6 +557,30 @@ OPENAPI_INVALID = {
         "spec.strategy.canary.steps.0.setWeight",
     ),
     "unknown field": ({"replicaz": 2}, "spec"),
+    "inconclusiveLimit 0": (
+        {
+            "strategy": {
+                "type": "Canary",
+                "canary": {
+                    "steps": [{"setWeight": 5}],
+                    "analysis": {"inconclusiveLimit": 0, "gates": [{"builtin": "errorRate", "max": 0.01}]},
+                },
+            }
+        },
+        "spec.strategy.canary.analysis.inconclusiveLimit",
+    ),
+    "inconclusiveLimit not a duration": (
+        {
+            "strategy": {
+                "type": "Canary",
+                "canary": {
+                    "steps": [{"setWeight": 5}],
+                    "analysis": {"inconclusiveLimit": "ten", "gates": [{"builtin": "errorRate", "max": 0.01}]},
+                },
+            }
+        },
+        "spec.strategy.canary.analysis.inconclusiveLimit",
+    ),
     "maxSurge without %": (
         {"strategy": {"type": "Rolling", "rolling": {"maxSurge": "25"}}},
         "spec.strategy.rolling.maxSurge",

@@ -88,3 +88,48 @@ def test_errors_name_the_field(raw, path):
         parse_spec(raw)
     assert info.value.path == path
     assert str(info.value).startswith(path + ":")
+
+
+def _bounded(limit=None, action=None, where="canary"):
+    analysis = {"gates": [{"builtin": "errorRate", "max": 0.01}]}
+    analysis |= {k: v for k, v in (("inconclusiveLimit", limit), ("inconclusiveAction", action)) if v is not None}
+    if where == "canary":
+        return spec(strategy={**CANARY, "canary": {**CANARY["canary"], "analysis": analysis}})
+    return spec(strategy={"type": "BlueGreen", "blueGreen": {where: analysis}})
+
+
+@pytest.mark.parametrize(
+    ("limit", "action", "count", "seconds", "act"),
+    [
+        (None, None, 10, None, "Pause"),  # the default: a count, never "forever"
+        (3, None, 3, None, "Pause"),
+        ("90s", "Abort", None, 90.0, "Abort"),
+        ("1h30m", None, None, 5400.0, "Pause"),
+        ("1s", None, None, 1.0, "Pause"),
+    ],
+)
+def test_inconclusive_limit_is_a_count_or_a_duration(limit, action, count, seconds, act):
+    canary = parse_spec(_bounded(limit, action)).strategy.canary
+    blue_green = parse_spec(_bounded(limit, action, "prePromotionAnalysis")).strategy.blue_green
+    post = parse_spec(_bounded(limit, action, "postPromotionAnalysis")).strategy.blue_green
+    for analysis in (canary.analysis, blue_green.pre_promotion_analysis, post.post_promotion_analysis):
+        got = (analysis.inconclusive_limit, analysis.inconclusive_seconds, analysis.inconclusive_action)
+        assert got == (count, seconds, act)
+
+
+@pytest.mark.parametrize(
+    ("limit", "action", "field"),
+    [
+        (0, None, "inconclusiveLimit"),
+        (10001, None, "inconclusiveLimit"),
+        ("500ms", None, "inconclusiveLimit"),  # a duration of at least 1s
+        ("0s", None, "inconclusiveLimit"),
+        ("ten", None, "inconclusiveLimit"),
+        (2.5, None, "inconclusiveLimit"),
+        (None, "Wait", "inconclusiveAction"),
+    ],
+)
+def test_inconclusive_limit_errors_name_the_field(limit, action, field):
+    with pytest.raises(SpecError) as info:
+        parse_spec(_bounded(limit, action))
+    assert info.value.path == f"spec.strategy.canary.analysis.{field}"

@@ -24,6 +24,8 @@ ANALYSIS = {
     "interval": "30s",
     "failureLimit": 2,
     "consecutiveErrorLimit": 4,
+    "inconclusiveLimit": "10m",  # int-or-string: the bound tests try the integers
+    "inconclusiveAction": "Abort",
     "minSamples": 100,
     "significance": 0.05,
     "prometheusUrl": "http://prometheus.monitoring:9090",

@@ -1,4 +1,4 @@
-"""Manual actions (promote, abort, retry, pause, undo) requested through annotations, and
+"""Manual actions (promote, abort, retry, pause and resume, undo) requested through annotations, and
 their settlement (pure).
 
 The kubectl plugin writes an annotation whose value is a fresh token; the operator settles
@@ -28,9 +28,13 @@ PROMOTE_FULL = "promote-full"  # skip the remaining steps
 ABORT = "abort"
 RETRY = "retry"
 UNDO = "undo"  # value "TOKEN" or "TOKEN/REVISION"
+# `resume` lifts the paused state below and, as a one-shot, restarts an analysis's
+# Inconclusive count (and a pause inconclusiveLimit caused): the operator cannot tell from
+# an annotation that is gone that it was ever there.
+RESUME = "resume"
 PAUSED = "paused"  # a state, not a one-shot action: "true" while paused
-ONE_SHOT = (PROMOTE, PROMOTE_FULL, ABORT, RETRY, UNDO)
-VERB = {PROMOTE: "promote", PROMOTE_FULL: "promote", ABORT: "abort", RETRY: "retry", UNDO: "undo"}
+ONE_SHOT = (PROMOTE, PROMOTE_FULL, ABORT, RETRY, UNDO, RESUME)
+VERB = {PROMOTE: "promote", PROMOTE_FULL: "promote", ABORT: "abort", RETRY: "retry", UNDO: "undo", RESUME: "resume"}
 
 
 def annotation(action: str) -> str:

@@ -126,9 +126,11 @@ def _stale_children(desired: list[dict[str, Any]], observed: Observed, held: Map
 
 
 def _finish(subject: Subject, status: dict[str, Any], plan: Plan, events: list[Event]) -> Plan:
-    """Attach the status (only if it changed) and the phase-change event."""
+    """Attach the status (only if it changed) and the phase-change event, unless an event of
+    this reconcile already gives its reason (an abort's Warning, say)."""
     old_phase = subject.status.get("phase")
-    if status.get("phase") != old_phase:
+    told = {event.reason for event in events}
+    if status.get("phase") != old_phase and (status.get("reason") or status["phase"]) not in told:
         kind = "Warning" if status["phase"] in WARNING_PHASES else "Normal"
         events.append(Event(kind, status.get("reason") or status["phase"], status.get("message", "")))
     changed = dict(status) != dict(subject.status)

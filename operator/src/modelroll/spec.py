@@ -99,6 +99,20 @@ class Gate:
 _ANALYSIS = default_of(SPEC_SCHEMA, "spec.strategy.canary.analysis")
 
 
+def parse_inconclusive_limit(raw: int | str, path: str) -> tuple[int | None, float | None]:
+    """(count, seconds) of an ``inconclusiveLimit``: an integer counts Inconclusive measurements
+    in a row, a duration is the time they span; exactly one of the two is set."""
+    if isinstance(raw, int):
+        return raw, None  # the schema's minimum (1) already holds
+    seconds = parse_duration(raw, path)
+    if seconds < 1:
+        raise SpecError(path, f"must be a count of at least 1 or a duration of at least 1s, got {raw!r}")
+    return None, seconds
+
+
+_INCONCLUSIVE = parse_inconclusive_limit(_ANALYSIS["inconclusiveLimit"], "inconclusiveLimit")
+
+
 @dataclass(frozen=True)
 class Analysis:
     """The defaults (the CRD's) serve code and tests that build one directly."""
@@ -110,6 +124,10 @@ class Analysis:
     significance: float = _ANALYSIS["significance"]
     prometheus_url: str | None = None
     gates: tuple[Gate, ...] = ()
+    # inconclusiveLimit: Inconclusive measurements in a row (a count), or the time they span
+    inconclusive_limit: int | None = _INCONCLUSIVE[0]
+    inconclusive_seconds: float | None = _INCONCLUSIVE[1]
+    inconclusive_action: str = _ANALYSIS["inconclusiveAction"]  # Pause | Abort
 
 
 @dataclass(frozen=True)
@@ -276,6 +294,7 @@ def _parse_analysis(a: Mapping[str, Any] | None, path: str) -> Analysis | None:
     interval = parse_duration(a["interval"], f"{path}.interval")
     if interval < 1:
         raise SpecError(f"{path}.interval", f"must be at least 1s, got {a['interval']!r}")
+    count, seconds = parse_inconclusive_limit(a["inconclusiveLimit"], f"{path}.inconclusiveLimit")
     return Analysis(
         interval_seconds=interval,
         failure_limit=a["failureLimit"],
@@ -284,6 +303,9 @@ def _parse_analysis(a: Mapping[str, Any] | None, path: str) -> Analysis | None:
         significance=a["significance"],
         prometheus_url=a.get("prometheusUrl"),
         gates=gates,
+        inconclusive_limit=count,
+        inconclusive_seconds=seconds,
+        inconclusive_action=a["inconclusiveAction"],
     )
 
 

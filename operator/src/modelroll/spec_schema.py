@@ -298,6 +298,20 @@ SPEC_SCHEMA: dict[str, Any] = {
                                     "minimum": 0,
                                     "maximum": 1000,
                                 },
+                                "inconclusiveLimit": {
+                                    "x-kubernetes-int-or-string": True,
+                                    "anyOf": [{"type": "integer"}, {"type": "string"}],
+                                    "default": 10,
+                                    "minimum": 1,
+                                    "maximum": 10000,
+                                    "maxLength": 32,
+                                    "pattern": "^([0-9]+([.][0-9]+)?(ms|s|m|h))+$",
+                                },
+                                "inconclusiveAction": {
+                                    "type": "string",
+                                    "enum": ["Pause", "Abort"],
+                                    "default": "Pause",
+                                },
                                 "minSamples": {
                                     "type": "integer",
                                     "format": "int64",
@@ -411,6 +425,20 @@ SPEC_SCHEMA: dict[str, Any] = {
                                     "minimum": 0,
                                     "maximum": 1000,
                                 },
+                                "inconclusiveLimit": {
+                                    "x-kubernetes-int-or-string": True,
+                                    "anyOf": [{"type": "integer"}, {"type": "string"}],
+                                    "default": 10,
+                                    "minimum": 1,
+                                    "maximum": 10000,
+                                    "maxLength": 32,
+                                    "pattern": "^([0-9]+([.][0-9]+)?(ms|s|m|h))+$",
+                                },
+                                "inconclusiveAction": {
+                                    "type": "string",
+                                    "enum": ["Pause", "Abort"],
+                                    "default": "Pause",
+                                },
                                 "minSamples": {
                                     "type": "integer",
                                     "format": "int64",
@@ -510,6 +538,20 @@ SPEC_SCHEMA: dict[str, Any] = {
                                     "default": 4,
                                     "minimum": 0,
                                     "maximum": 1000,
+                                },
+                                "inconclusiveLimit": {
+                                    "x-kubernetes-int-or-string": True,
+                                    "anyOf": [{"type": "integer"}, {"type": "string"}],
+                                    "default": 10,
+                                    "minimum": 1,
+                                    "maximum": 10000,
+                                    "maxLength": 32,
+                                    "pattern": "^([0-9]+([.][0-9]+)?(ms|s|m|h))+$",
+                                },
+                                "inconclusiveAction": {
+                                    "type": "string",
+                                    "enum": ["Pause", "Abort"],
+                                    "default": "Pause",
                                 },
                                 "minSamples": {
                                     "type": "integer",

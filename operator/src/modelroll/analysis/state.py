@@ -11,8 +11,14 @@ advances on a Pass measured at that very step.
 is set, and the run stops measuring, once a limit is exceeded:
   failed > failureLimit                        -> outcome Failed (the failing gate named)
   consecutiveErrors > consecutiveErrorLimit    -> outcome Failed (Prometheus unreachable)
-Errors never count toward failureLimit, and Inconclusive counts toward nothing. A rollout
-whose analysis fails aborts like a manual abort (see strategies/canary.py, bluegreen.py).
+  consecutiveInconclusive reaches inconclusiveLimit (a count, or the time since
+  inconclusiveSince), while analysis alone holds the rollout -> outcome Inconclusive
+Errors never count toward failureLimit. A rollout whose analysis fails aborts like a manual
+abort; one whose analysis stays inconclusive pauses for a person or aborts, as
+``inconclusiveAction`` says (see strategies/rollout.py, canary.py, bluegreen.py). Only the
+strategy knows whether analysis is what holds the rollout (its Pods Ready at the weight, its
+pause over), so it asks ``inconclusive_limit_reached`` and calls ``conclude_inconclusive``;
+any Pass, Fail or Error ends the streak here, and ``restart_inconclusive`` ends it otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from .gates import ERROR, FAIL, INCONCLUSIVE, PASS, GateVerdict, Measurement, ev
 RUNNING, PASSED, FAILED = "Running", "Passed", "Failed"
 PHASE_OF = {PASS: PASSED, FAIL: FAILED, INCONCLUSIVE: INCONCLUSIVE, ERROR: ERROR}
 REASON_FAILED = "AnalysisFailed"
+REASON_INCONCLUSIVE = "AnalysisInconclusive"  # the rollout's reason when inconclusiveLimit is reached
+PAUSE, ABORT = "Pause", "Abort"  # inconclusiveAction
 STAMP = "%Y-%m-%dT%H:%M:%SZ"  # the planner's timestamp format: whole seconds
 
 
@@ -52,6 +60,7 @@ def build_run(scope: str, revision: str) -> dict[str, Any]:
         "inconclusive": 0,
         "errors": 0,
         "consecutiveErrors": 0,
+        "consecutiveInconclusive": 0,
         "gates": [],
         "message": "waiting for the first measurement",
     }
@@ -97,6 +106,12 @@ def fold_measurement(
     counter = {PASS: "passed", FAIL: "failed", INCONCLUSIVE: "inconclusive", ERROR: "errors"}[verdict]
     out[counter] = int(out.get(counter, 0)) + 1
     out["consecutiveErrors"] = int(out.get("consecutiveErrors", 0)) + 1 if verdict == ERROR else 0
+    if verdict == INCONCLUSIVE:
+        out["consecutiveInconclusive"] = int(out.get("consecutiveInconclusive", 0)) + 1
+        out.setdefault("inconclusiveSince", stamp(measurement.taken_at))  # when the streak started
+    else:  # a Pass, a Fail or an Error is a conclusion of sorts: the streak ends
+        out["consecutiveInconclusive"] = 0
+        out.pop("inconclusiveSince", None)
     out["lastMeasuredAt"] = stamp(measurement.taken_at)
     out["gates"] = [v.as_status() for v in verdicts]
     if step is not None:
@@ -130,6 +145,63 @@ def fold_measurement(
             f"{error.message if error else 'error'}"
         )
     return out, events
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    h, m, s = whole // 3600, whole % 3600 // 60, whole % 60
+    return "".join(f"{n}{unit}" for n, unit in ((h, "h"), (m, "m"), (s, "s")) if n) or f"{seconds:g}s"
+
+
+def inconclusive_streak_seconds(run: Mapping[str, Any]) -> float:
+    """How long the run's Inconclusive measurements in a row span, first to latest (0 without)."""
+    since = run.get("inconclusiveSince")
+    if not since or not run.get("consecutiveInconclusive"):
+        return 0.0
+    last = parse_stamp(run.get("lastMeasuredAt"), datetime.min)
+    return (last - parse_stamp(since, last)).total_seconds()
+
+
+def inconclusive_limit_reached(run: Mapping[str, Any], analysis: Analysis) -> bool:
+    """Whether the run's Inconclusive streak has reached ``inconclusiveLimit``: that many
+    measurements in a row, or a streak whose first and latest measurements are that far apart."""
+    count = int(run.get("consecutiveInconclusive", 0))
+    if count == 0 or run.get("outcome"):
+        return False
+    if analysis.inconclusive_seconds is not None:
+        return inconclusive_streak_seconds(run) >= analysis.inconclusive_seconds
+    return analysis.inconclusive_limit is not None and count >= analysis.inconclusive_limit
+
+
+def describe_limit(analysis: Analysis) -> str:
+    if analysis.inconclusive_seconds is not None:
+        return _duration(analysis.inconclusive_seconds)
+    return str(analysis.inconclusive_limit)
+
+
+def conclude_inconclusive(run: Mapping[str, Any], analysis: Analysis) -> dict[str, Any]:
+    """``run`` concluded as Inconclusive (it stops measuring), its message saying for how long."""
+    out = dict(run)
+    count = int(out.get("consecutiveInconclusive", 0))
+    streak = f"{count} Inconclusive measurements in a row"
+    if analysis.inconclusive_seconds is not None:
+        streak = f"Inconclusive for {_duration(inconclusive_streak_seconds(out))} in a row ({count} measurements)"
+    out["outcome"] = INCONCLUSIVE
+    out["message"] = f"{streak}, inconclusiveLimit {describe_limit(analysis)}: {out.get('message', '')}"
+    return out
+
+
+def restart_inconclusive(run: Mapping[str, Any], why: str | None = None) -> dict[str, Any]:
+    """``run`` with its Inconclusive streak ended, and, if it had concluded Inconclusive, open
+    again (it measures again); ``why`` (who restarted it) goes into the message then."""
+    out = dict(run)
+    if out.get("consecutiveInconclusive"):
+        out["consecutiveInconclusive"] = 0
+    out.pop("inconclusiveSince", None)
+    if out.get("outcome") == INCONCLUSIVE:
+        del out["outcome"]
+        out["message"] = f"inconclusive count restarted{f' by {why}' if why else ''}; measuring again"
+    return out
 
 
 def passed_at(run: Mapping[str, Any], step: int | None) -> bool:

@@ -81,8 +81,11 @@ def cmd_pause(args: argparse.Namespace) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
-    annotate(args, f"{actions.annotation(actions.PAUSED)}-")
-    print(f"{args.name}: resumed")
+    # Lifts a person's pause, and (a fresh token) restarts an analysis's Inconclusive count,
+    # which also ends a pause that inconclusiveLimit caused.
+    token = f"{time.time_ns():x}"
+    annotate(args, f"{actions.annotation(actions.PAUSED)}-", f"{actions.annotation(actions.RESUME)}={token}")
+    print(f"{args.name}: resumed (an analysis's Inconclusive count starts again)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         p.set_defaults(func=request(action, done))
     for name, func, help_text in (
         ("pause", cmd_pause, "hold the rollout at its current step"),
-        ("resume", cmd_resume, "continue a paused rollout"),
+        ("resume", cmd_resume, "continue a paused rollout; an analysis's Inconclusive count starts again"),
     ):
         p = sub.add_parser(name, parents=[common], help=help_text)
         p.add_argument("name")

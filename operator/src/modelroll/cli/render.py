@@ -48,9 +48,14 @@ def _value(v: Any) -> str:
 
 def analysis_view(run: Mapping[str, Any]) -> list[str]:
     """The analysis run: one summary line, then every gate's latest value, threshold and verdict."""
-    counts = ", ".join(f"{run.get(k, 0)} {k}" for k in ("passed", "failed", "inconclusive", "errors"))
-    head = f"Analysis:  {run.get('phase', 'Running')} ({run.get('scope', '')} {run.get('revision', '')}; {counts}"
+    counts = [f"{run.get(k, 0)} {k}" for k in ("passed", "failed", "inconclusive", "errors")]
+    if run.get("consecutiveInconclusive"):  # the streak inconclusiveLimit bounds
+        counts[2] += f" ({run['consecutiveInconclusive']} in a row since {run.get('inconclusiveSince', '?')})"
+    head = f"Analysis:  {run.get('phase', 'Running')} ({run.get('scope', '')} {run.get('revision', '')}; "
+    head += ", ".join(counts)
     head += f"; last measured {run['lastMeasuredAt']})" if run.get("lastMeasuredAt") else ")"
+    if run.get("outcome"):
+        head += f"\nOutcome:   {run['outcome']}: {run.get('message', '')}"
     rows = [
         (
             g.get("name", ""),

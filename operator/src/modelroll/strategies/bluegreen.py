@@ -61,6 +61,12 @@ def _preview(r: TwoTrack, bg: BlueGreenSpec, at: Stage, started: datetime) -> No
     r.wait_for_measurement(bg.pre_promotion_analysis)
     if r.aborted:
         return
+    if r.inconclusive_paused:  # a person decides: promote switches without a passing measurement
+        if any([r.act(a) for a in PROMOTES]):
+            r.restart_inconclusive("a user's promote")
+            at.name, at.state["switchedAt"] = SWITCHED, ctx.stamp()
+            r.events.append(normal("Switched", f"traffic switched to {r.label} by a user"))
+        return
     if not passed and (due or any(ctx.requests.has(a) for a in PROMOTES)):
         at.waiting_analysis = True
         r.defer(*PROMOTES)  # a person's promote waits for the analysis too
@@ -71,6 +77,7 @@ def _preview(r: TwoTrack, bg: BlueGreenSpec, at: Stage, started: datetime) -> No
         r.wait((ready_at + timedelta(seconds=auto) - ctx.now).total_seconds())
     else:
         at.waiting_person = True
+    r.bound_inconclusive(bg.pre_promotion_analysis, waiting=at.waiting_analysis)
 
 
 def _switched(r: TwoTrack, bg: BlueGreenSpec, at: Stage) -> None:
@@ -82,12 +89,18 @@ def _switched(r: TwoTrack, bg: BlueGreenSpec, at: Stage) -> None:
     r.wait_for_measurement(bg.post_promotion_analysis)
     if r.aborted:
         return
+    if r.inconclusive_paused:  # a person decides: promote lets the old track go without a pass
+        if any([r.act(a) for a in PROMOTES]):
+            r.restart_inconclusive("a user's promote")
+            at.name = FINALIZING
+        return
     if remaining <= 0 and passed:
         at.name = FINALIZING
     elif remaining <= 0:
         at.waiting_analysis = True
     else:
         r.wait(remaining)
+    r.bound_inconclusive(bg.post_promotion_analysis, waiting=at.waiting_analysis)
 
 
 def plan_bluegreen(ctx: Context) -> Outcome:
@@ -121,8 +134,12 @@ def plan_bluegreen(ctx: Context) -> Outcome:
 
     switched = at.name in (SWITCHED, FINALIZING) and not r.aborted
     preview = track_status(r.target, ctx.observed, TRACK_CANARY)
+    inconclusive = r.inconclusive_paused and at.name in (PREVIEW, SWITCHED)
     if r.aborted:
         message = f"{r.aborted['message']}; {r.old} serving"
+    elif inconclusive:
+        kept = f"{r.old} serving" if at.name == PREVIEW else f"{r.label} active, {r.old} kept warm"
+        message = f"{kept}; {r.inconclusive_message}"
     elif at.waiting_analysis and r.run is not None:
         waiting = "promotion" if at.name == PREVIEW else "scale-down of the old track"
         message = (
@@ -145,8 +162,8 @@ def plan_bluegreen(ctx: Context) -> Outcome:
         held=held,
         routing=Routing(active=TRACK_CANARY if switched else TRACK_STABLE, preview=True),
         extra={"blueGreen": at.state},
-        phase=c.PAUSED if at.waiting_person else c.PROGRESSING,
-        reason=f"BlueGreen{at.name}",
+        phase=c.PAUSED if at.waiting_person or inconclusive else c.PROGRESSING,
+        reason=analysis_state.REASON_INCONCLUSIVE if inconclusive else f"BlueGreen{at.name}",
         message=message,
         serving=r.label if switched else r.old,
         pods="preview",

@@ -76,10 +76,12 @@ def _walk(r: TwoTrack, steps: tuple[Step, ...], at: Position) -> None:
     if at.step < len(steps) and r.act(actions.PROMOTE_FULL):
         at.step, at.started = len(steps), ctx.now
         r.events.append(normal("PromotedFull", f"{r.label}: remaining steps skipped by a user"))
+        r.restart_inconclusive("a user's promote")
     while at.step < len(steps) and not ctx.requests.paused:
         done = _step_done(r, steps, at)
         if not done and not r.aborted and r.act(actions.PROMOTE):
             r.events.append(normal("Promoted", f"{r.label}: step {at.step + 1}/{len(steps)} promoted by a user"))
+            r.restart_inconclusive("a user's promote")
             done = True
         if not done:
             return
@@ -106,6 +108,7 @@ def plan_canary(ctx: Context) -> Outcome:
     r.analyse(analysis, CANARY_SCOPE, at.step, measure=at.step < n_steps)
     if not r.aborted:
         _walk(r, steps, at)
+    r.bound_inconclusive(analysis, waiting=at.waiting_analysis and at.step < n_steps)
     if at.step < n_steps:
         r.wait_for_measurement(analysis)
 
@@ -129,6 +132,8 @@ def plan_canary(ctx: Context) -> Outcome:
     elif promoting:
         updated = ctx.progress(TRACK_STABLE, r.rev).updated
         message = f"promoting {r.label}: stable track {updated}/{n} updated; canary keeps serving until stable is Ready"
+    elif r.inconclusive_paused:
+        message = f"step {at.step + 1}/{n_steps}: canary {r.label} at {weight}%; {r.inconclusive_message}"
     elif at.paused_for:
         message = f"{at.paused_for}; canary {r.label} at {weight}%"
     elif at.waiting_analysis and r.run is not None:
@@ -140,7 +145,8 @@ def plan_canary(ctx: Context) -> Outcome:
         ready = f"{canary['readyReplicas']}/{canary_want}"
         shrunk = f", stable scaled to {stable_want}/{n}" if stable_want < n else ""
         message = f"step {at.step + 1}/{n_steps}: canary {r.label} at {weight}%, {ready} Pods Ready{shrunk}"
-    paused = bool(at.paused_for) and not promoting
+    inconclusive = r.inconclusive_paused and not promoting
+    paused = (bool(at.paused_for) or inconclusive) and not promoting
     return r.outcome(
         canary=canary,
         children=children,
@@ -148,7 +154,11 @@ def plan_canary(ctx: Context) -> Outcome:
         routing=Routing(canary_weight=weight, mirror_percent=0 if r.aborted else ctx.spec.traffic.shadow_percent),
         extra={"currentStep": min(at.step, n_steps), "stepCount": n_steps, "stepStartedAt": ctx.stamp(at.started)},
         phase=c.PAUSED if paused else c.PROGRESSING,
-        reason="CanaryPaused" if paused else "CanaryProgressing",
+        reason=analysis_state.REASON_INCONCLUSIVE
+        if inconclusive
+        else "CanaryPaused"
+        if paused
+        else "CanaryProgressing",
         message=message,
         serving=r.old,
         pods="canary",

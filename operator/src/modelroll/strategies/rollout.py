@@ -18,9 +18,9 @@ from typing import Any
 from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 
 from .. import conditions as c
-from ..actions import ABORT, PROMOTE, PROMOTE_FULL, RETRY
+from ..actions import ABORT, PROMOTE, PROMOTE_FULL, RESUME, RETRY
 from ..analysis import state as analysis_state
-from ..analysis.gates import CANARY_SCOPE
+from ..analysis.gates import CANARY_SCOPE, INCONCLUSIVE
 from ..children import build_deployment, revision_of
 from ..events import Event, normal, warning
 from ..observed import pod_failure, pods_of_revision
@@ -57,10 +57,13 @@ class TwoTrack:
         aborted = ctx.status.get("aborted") or {}
         self.aborted: dict[str, str] | None = dict(aborted) if aborted.get("revision") == self.rev else None
         self.retried = False
+        self.resumed = False  # a person's resume: an Inconclusive count restarts
         self.run: dict[str, Any] | None = None  # the analysis run, kept in status.analysis
+        self.analysis_name = ""  # "analysis of canary" | "prePromotionAnalysis of" | ..., for messages
         self.events: list[Event] = []
         self.acted: set[str] = set()
         self.deferred: set[str] = set()
+        self.declined: dict[str, str] = {}  # why this reconcile turned an action down, beyond _decline's
         self.requeue: float | None = None
 
     @property
@@ -105,23 +108,87 @@ class TwoTrack:
             self.events.append(normal("Retry", f"{self.what} of {self.label} retried from the start"))
         if not self.aborted and abortable and self.act(ABORT):
             self.fail("Aborted", f"rollout of {self.label} aborted by a user")
+        # Resuming always takes effect (the paused annotation is gone); analyse() restarts the count.
+        self.resumed = not self.aborted and self.act(RESUME)
+        if self.resumed:
+            self.events.append(normal("Resumed", f"{self.what} of {self.label} resumed by a user"))
 
     def analyse(self, analysis: Analysis | None, scope: str, step: int | None, measure: bool = True) -> bool:
         """Fold the controller's measurement into the (scope, revision) run; True if the run's
         latest measurement passed at ``step``. A failed run aborts the rollout."""
         if analysis is None:
             return True
+        self.analysis_name = "analysis of canary" if scope == CANARY_SCOPE else f"{scope}Analysis of"
+        previous = self.ctx.status.get("analysis")
+        if self.resumed and previous and (previous.get("scope"), previous.get("revision")) == (scope, self.rev):
+            previous = self._restarted(previous, "a user's resume")
         measurement = self.ctx.observed.measurement if measure and not self.aborted else None
         self.run, found = analysis_state.advance_run(
-            self.ctx.status.get("analysis"), analysis, scope, self.rev, measurement, step, restart=self.retried
+            previous, analysis, scope, self.rev, measurement, step, restart=self.retried
         )
         self.events.extend(found)
-        if self.run.get("outcome"):
-            if not self.aborted:
-                name = "analysis of canary" if scope == CANARY_SCOPE else f"{scope}Analysis of"
-                self.fail(analysis_state.REASON_FAILED, f"{name} {self.label} failed: {self.run['message']}")
-            return False
-        return self.passed(step)
+        outcome = self.run.get("outcome")
+        if outcome == analysis_state.FAILED and not self.aborted:
+            self.fail(analysis_state.REASON_FAILED, f"{self.analysis_name} {self.label} failed: {self.run['message']}")
+        return not outcome and self.passed(step)
+
+    @property
+    def inconclusive_paused(self) -> bool:
+        """The analysis reached inconclusiveLimit and the rollout waits for a person."""
+        return self.run is not None and self.run.get("outcome") == INCONCLUSIVE and not self.aborted
+
+    def _restarted(self, run: Mapping[str, Any], why: str) -> dict[str, Any]:
+        out = analysis_state.restart_inconclusive(run, why)
+        if run.get("outcome") == INCONCLUSIVE:
+            self.events.append(normal("AnalysisResumed", f"{self.label}: {out['message']}"))
+        return out
+
+    def restart_inconclusive(self, why: str) -> None:
+        """A person moved the rollout on (a promote): the Inconclusive count starts again, and
+        a pause inconclusiveLimit caused is over."""
+        if self.run is not None:
+            self.run = self._restarted(self.run, why)
+
+    def bound_inconclusive(self, analysis: Analysis | None, waiting: bool) -> None:
+        """Inconclusive has an upper bound. ``waiting``: the step's (or stage's) own condition
+        holds and only a passing measurement is missing. Only then does the streak count (Pods
+        still coming up, a pause still running or a person's pause are not the analysis
+        holding the rollout); reaching inconclusiveLimit pauses for a person or aborts."""
+        run = self.run
+        if analysis is None or run is None or self.aborted or run.get("outcome"):
+            return
+        if not waiting:
+            self.run = analysis_state.restart_inconclusive(run)
+            return
+        if not analysis_state.inconclusive_limit_reached(run, analysis):
+            return
+        self.run = analysis_state.conclude_inconclusive(run, analysis)
+        what = f"{self.analysis_name} {self.label} inconclusive: {self.run['message']}"
+        if analysis.inconclusive_action == analysis_state.ABORT:
+            self.fail(analysis_state.REASON_INCONCLUSIVE, f"{what} (inconclusiveAction Abort)")
+            return
+        self.events.append(warning(analysis_state.REASON_INCONCLUSIVE, f"{what}; {self.inconclusive_help}"))
+        # A promote deferred until the analysis passed must not now go on without a pass.
+        for action in (a for a in (PROMOTE, PROMOTE_FULL) if a in self.deferred):
+            self.deferred.discard(action)
+            self.declined[action] = (
+                f"{self.analysis_name} {self.label} stayed inconclusive; promote again to go on without a passing "
+                "measurement"
+            )
+
+    @property
+    def inconclusive_help(self) -> str:
+        name = self.ctx.owner.name
+        return (
+            f"paused: `kubectl modelroll resume {name}` restarts the count, `kubectl modelroll promote {name}` "
+            f"goes on without a passing measurement, `kubectl modelroll abort {name}` rolls back"
+        )
+
+    @property
+    def inconclusive_message(self) -> str:
+        """The rollout's message while paused by inconclusiveLimit."""
+        message = self.run["message"] if self.run else ""
+        return f"{self.analysis_name} {self.label} inconclusive: {message}; {self.inconclusive_help}"
 
     def passed(self, step: int | None) -> bool:
         """Whether analysis lets ``step`` end (always, without analysis)."""
@@ -189,7 +256,12 @@ class TwoTrack:
         name, label = self.ctx.owner.name, self.label
         if self.aborted:
             stopped = f"the rollout of {label} is aborted (`kubectl modelroll retry {name}` restarts it)"
-            return {PROMOTE: stopped, PROMOTE_FULL: stopped, ABORT: f"the rollout of {label} is already aborted"}
+            return {
+                PROMOTE: stopped,
+                PROMOTE_FULL: stopped,
+                RESUME: stopped,
+                ABORT: f"the rollout of {label} is already aborted",
+            }
         out = {RETRY: f"the rollout of {label} is not aborted"}
         if self.ctx.requests.paused:
             out[PROMOTE] = f"paused by a user (`kubectl modelroll resume {name}` first)"
@@ -197,7 +269,7 @@ class TwoTrack:
             out |= {PROMOTE: finishing, PROMOTE_FULL: finishing}
         if not abortable:
             out[ABORT] = finishing or f"the rollout of {label} can no longer be aborted"
-        return out
+        return out | self.declined
 
     def outcome(
         self,
