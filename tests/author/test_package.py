@@ -165,3 +165,40 @@ def test_artifact_names_agree_with_the_servers_format_detection():
 
     assert set(ARTIFACT_NAMES) == set(MODEL_FORMATS)
     assert all(detect_format(name, None) == fmt for fmt, name in ARTIFACT_NAMES.items())
+
+
+def test_missing_values_and_a_model_skops_cannot_hold_by_default(models, tmp_path):
+    """HistGradientBoosting takes NaN and its trees are not among skops' trusted types: MODEL
+    loads with --trusted, the skops artifact is refused (a ModelDeployment's server trusts the
+    defaults only), a joblib artifact records each feature's missing share. LogisticRegression
+    refuses NaN: exit 2 with the estimator's reason, nothing written."""
+    import skops.io as sio
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    c = models["binary"]
+    gaps = c.X.copy()
+    gaps.loc[gaps.index[:17], "mean area"] = np.nan
+    gaps.to_csv(tmp_path / "gaps.csv", index=False)
+    sio.dump(HistGradientBoostingClassifier(max_iter=5).fit(c.X, c.y), tmp_path / "hgb.skops")
+    tree = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+    args = ["package", str(tmp_path / "hgb.skops"), "--reference", str(tmp_path / "gaps.csv"), "--out"]
+    r = call(*args, str(tmp_path / "a"))
+    assert r.code == 2 and f"skops file contains types that are not trusted: {tree}" in r.err
+    r = call(*args, str(tmp_path / "a"), "--trusted", tree)
+    assert r.code == 1 and r.err == (
+        "modelroll: error: the server's loader refuses the skops artifact: skops file contains types that are not "
+        f"trusted: {tree} (review them, then list them in MODELROLL_SERVER_TRUSTED_TYPES); a model skops cannot "
+        "hold by its defaults can be packaged with --format joblib\n"
+    )
+    assert list((tmp_path / "a").iterdir()) == []  # the refused artifact is not left behind
+    r = call(*args, str(tmp_path / "a"), "--trusted", tree, "--format", "joblib")
+    assert r.code == 0, r.err
+    ref = contract.loads((tmp_path / "a" / "reference.json").read_bytes())
+    area = ref.features[list(ref.feature_names).index("mean area")].histogram
+    assert area.missing == 17 / len(gaps) and _sums_to_one(area)
+    assert area == contract.histogram(area.edges, gaps["mean area"].tolist())
+
+    r = call("package", str(c.path), "--reference", str(tmp_path / "gaps.csv"), "--out", str(tmp_path / "b"))
+    assert r.code == 2
+    assert f"{c.path} cannot predict on {tmp_path / 'gaps.csv'}: ValueError: Input X contains NaN" in r.err
+    assert not (tmp_path / "b").exists()

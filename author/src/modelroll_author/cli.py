@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="TYPE",
-            help="a type a skops file may hold beyond skops' defaults (repeatable); review it first",
+            help="a type the skops MODEL may hold beyond skops' defaults (repeatable); review it first",
         )
 
     e = sub.add_parser("evaluate", help="metrics of MODEL on labelled data, checked against bounds")
@@ -134,7 +134,7 @@ def _package(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     m = _load(args, err)
     ds = data.match(data.read_csv(args.reference), args.reference, m, args.target)
-    pkg = package.package(m, ds, Path(args.out), args.format, args.version, args.method, args.bins, args.trusted)
+    pkg = package.package(m, ds, Path(args.out), args.format, args.version, args.method, args.bins)
     if args.json:
         _print_json(
             {

@@ -19,7 +19,7 @@ from modelroll_contract.reference import TASK_CLASSIFIER, TASK_REGRESSOR
 
 from .data import Dataset
 from .errors import InputError
-from .model import Model
+from .model import Model, call
 
 CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSOR_METRICS = ("mae", "rmse", "r2")
@@ -91,10 +91,7 @@ def evaluate(model: Model, data: Dataset) -> Evaluation:
     """The report: ``task``, ``n_rows`` and the task's metrics (see the module docstring)."""
     if data.y is None:
         raise InputError("evaluation needs the target column (--target)")
-    try:
-        predicted = np.asarray(model.estimator.predict(data.X))
-    except Exception as e:
-        raise InputError(f"{model.path} cannot predict on {data.path}: {type(e).__name__}: {e}") from e
+    predicted = call(model, "predict", data.X, data.path)
     if predicted.ndim != 1:
         raise InputError(f"{model.path} predicts {predicted.ndim}-dimensional outputs; modelroll evaluates one target")
     report: dict[str, Any] = {"task": model.task, "n_rows": data.rows, "model": model.path, "data": data.path}
@@ -132,8 +129,10 @@ def _classifier_metrics(model: Model, data: Dataset, predicted: np.ndarray) -> d
     elif len(np.unique(y)) < 2:
         notes.append("roc_auc is undefined: the target column holds one class only")
     else:
-        est = model.estimator
-        scores = est.predict_proba(data.X)[:, 1] if model.loaded.has_proba else est.decision_function(data.X)
+        if model.loaded.has_proba:
+            scores = call(model, "predict_proba", data.X, data.path)[:, 1]
+        else:
+            scores = call(model, "decision_function", data.X, data.path)
         out["roc_auc"] = metrics.roc_auc_score(y == classes[1], scores)
     out["confusion_matrix"] = metrics.confusion_matrix(y, predicted, labels=classes)
     out["classification_report"] = metrics.classification_report(

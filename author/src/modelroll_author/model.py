@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from modelroll_contract import MODEL_FORMATS
 from modelroll_contract.reference import TASK_CLASSIFIER, TASK_REGRESSOR
 from modelroll_server.errors import LoadError
@@ -53,6 +54,15 @@ class Model:
     @property
     def n_features(self) -> int | None:
         return self.loaded.n_features
+
+
+def call(model: Model, method: str, X: Any, data_path: str) -> np.ndarray:
+    """``model.estimator.METHOD(X)`` as an array; what the estimator raises (NaN in the input, a
+    value it cannot convert) becomes an InputError naming the data."""
+    try:
+        return np.asarray(getattr(model.estimator, method)(X))
+    except Exception as e:
+        raise InputError(f"{model.path} cannot {method} on {data_path}: {type(e).__name__}: {e}") from e
 
 
 def task_of(estimator: Any) -> str | None:

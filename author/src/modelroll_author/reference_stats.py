@@ -18,7 +18,7 @@ from modelroll_server.metrics import CONFIDENCE_BUCKETS
 
 from .data import Dataset
 from .errors import InputError
-from .model import Model
+from .model import Model, call
 
 DEFAULT_BINS = 10  # deciles
 
@@ -51,9 +51,7 @@ def build(model: Model, data: Dataset, info: ModelInfo, bins: int = DEFAULT_BINS
     features = tuple(
         Feature(name, histogram(X[:, i], quantile_edges(X[:, i], bins))) for i, name in enumerate(data.feature_names)
     )
-    est = model.estimator
-    model_input = data.X
-    predicted = np.asarray(est.predict(model_input))
+    predicted = call(model, "predict", data.X, data.path)
     classes = class_props = pred_hist = confidence = None
     if model.task == TASK_CLASSIFIER:
         assert model.loaded.classes is not None
@@ -63,7 +61,7 @@ def build(model: Model, data: Dataset, info: ModelInfo, bins: int = DEFAULT_BINS
         classes = tuple(model.class_labels)
         class_props = tuple(c / len(predicted) for c in counts)
         if model.loaded.has_proba:
-            top = np.asarray(est.predict_proba(model_input), dtype=np.float64).max(axis=1)
+            top = call(model, "predict_proba", data.X, data.path).astype(np.float64).max(axis=1)
             if np.isnan(top).any():
                 raise InputError(f"{model.path} returned NaN probabilities on the reference data")
             confidence = histogram(top, [float(b) for b in CONFIDENCE_BUCKETS])
