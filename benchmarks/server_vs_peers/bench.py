@@ -11,7 +11,8 @@ Parts (BENCH_PARTS): ``http`` modelroll (batching on and off), MLServer (default
 batching) and KServe on both models; ``layers`` the same modelroll App behind uvicorn and
 granian (layers.py); ``ceiling`` nginx answering a fixed body; ``grpc`` ModelInfer through
 each server's gRPC; ``memory`` 4 workers vs 1 on the forest; ``limit`` scikit-learn's own
-predict rate, without a server.
+predict rate, without a server; ``shadow`` the cost of paired shadow comparison on the stable
+server's own latency (shadow_cost.py).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ CEILING_BODY = ('{"model_name":"model","model_version":"1","outputs":[{"name":"p
                 '"datatype":"INT64","data":[1]}]}')  # fmt: skip
 PROTO = REPO / "server_image/src/modelroll_server/proto/inference.proto"
 LR, RF = "LogisticRegression", "RandomForest"
-PARTS = ("http", "layers", "ceiling", "grpc", "memory", "limit")
+PARTS = ("http", "layers", "ceiling", "grpc", "memory", "limit", "shadow")
 SERVERS = ("modelroll", "mlserver", "kserve", "uvicorn", "granian", "nginx")
 MEMORY_WORKERS = 4
 Row = dict[str, Any]  # one measured cell, as printed and written
@@ -275,9 +276,11 @@ class Serving:
 
 
 @contextlib.contextmanager
-def serving(b: Bench, cfg: Config, model: Path, workers: int | None = None) -> Iterator[Serving]:
+def serving(b: Bench, cfg: Config, model: Path, workers: int | None = None,
+            env: dict[str, str] | None = None) -> Iterator[Serving]:  # fmt: skip
     port, grpc_port = free_port(), free_port()
     launch = LAUNCHERS[cfg.family](b, cfg, model, port, grpc_port, workers or b.workers)
+    launch.env.update(env or {})
     with open(b.logf, "ab") as f:
         f.write(f"\n=== {cfg.server} ({cfg.variant}) on {model.parent.name}: {' '.join(launch.cmd)}\n".encode())
         f.flush()
@@ -575,6 +578,11 @@ def main() -> int:
     for g in plan(parts, only, conns):
         run_group(b, g, models.get(g.model), rows)
     memory = measure_memory(b, models[RF]) if "memory" in parts and "modelroll" in only else []
+    shadow: list[Row] = []
+    if "shadow" in parts and "modelroll" in only:
+        from shadow_cost import measure_shadow
+
+        shadow = measure_shadow(b, models[LR])
     if limits:
         # measured again at the end, the higher figure kept: a busy moment must not make the
         # limit look lower than it is
@@ -582,13 +590,13 @@ def main() -> int:
         limits = {k: (max(limits[k][0], again[k][0]), max(limits[k][1], again[k][1])) for k in limits}
     grpc_note = "" if modelroll_grpc or "grpc" not in parts else "modelroll gRPC not available"
     tools = versions(b)
-    report = render(rows, memory, limits, seconds, workers, grpc_note, tools)
+    report = render(rows, memory, limits, seconds, workers, grpc_note, tools, shadow)
     print(report)
     a.results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     (a.results / f"server_vs_peers-{stamp}.md").write_text(report)
-    raw = {"rows": rows, "memory": memory, "in_process": limits, "seconds": seconds, "workers": workers,
-           "parts": sorted(parts), "servers": sorted(only), "modelroll_grpc": modelroll_grpc,
+    raw = {"rows": rows, "memory": memory, "shadow": shadow, "in_process": limits, "seconds": seconds,
+           "workers": workers, "parts": sorted(parts), "servers": sorted(only), "modelroll_grpc": modelroll_grpc,
            "tools": tools}  # fmt: skip
     (a.results / f"server_vs_peers-{stamp}.json").write_text(json.dumps(raw, indent=1))
     print(f"bench: written to {a.results}/server_vs_peers-{stamp}.md")
@@ -601,7 +609,7 @@ def ceiling_of(rows: list[Row]) -> dict[int, float]:
 
 
 def render(rows: list[Row], memory: list[Row], limits: dict[str, tuple[float, float]], seconds: float,
-           workers: int, grpc_note: str, tools: dict[str, str]) -> str:  # fmt: skip
+           workers: int, grpc_note: str, tools: dict[str, str], shadow: list[Row]) -> str:  # fmt: skip
     ceiling = ceiling_of(rows)
     lines = [
         f"# modelroll-server vs MLServer vs KServe, other HTTP layers, nginx ({datetime.date.today()}, "
@@ -628,6 +636,10 @@ def render(rows: list[Row], memory: list[Row], limits: dict[str, tuple[float, fl
             lines.append(f"- {m['workers']} worker(s), {m['phase']}: PSS {m['pss']:.0f} MiB (anonymous "
                          f"{m['pss_anon']:.0f}, file {m['pss_file']:.0f}, shared memory {m['pss_shmem']:.0f}), "
                          f"RSS {m['rss']:.0f} MiB, {m['processes']} processes{load}")  # fmt: skip
+    if shadow:
+        from shadow_cost import render_shadow
+
+        lines += render_shadow(shadow)
     if limits:
         lines += ["", "In-process scikit-learn `predict` (the limit; the higher of a measure before and after):", ""]
         for k, (one, many) in limits.items():

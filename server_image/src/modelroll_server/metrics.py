@@ -180,8 +180,8 @@ class Metrics:
     def shadow_pending(self, delta: int) -> None:
         self._mv[LAYOUT.shadow_pending] += delta
 
-    def shadow_outcome(self, outcome: int) -> None:
-        self._mv[LAYOUT.shadow_requests + outcome] += 1
+    def shadow_outcome(self, outcome: int, requests: int = 1) -> None:
+        self._mv[LAYOUT.shadow_requests + outcome] += requests
 
     def shadow_rows(self, agree: int, disagree: int) -> None:
         self._mv[LAYOUT.shadow_rows] += agree

@@ -8,8 +8,9 @@ phase changes neither the stable Pods nor their template, and restarts nothing.
 
 Our own client comes first. A copy is taken only after its request was answered; it waits in
 a queue bounded in bytes, and when the queue is full it is dropped and counted, never waited
-for. A few sender tasks send each copy to the canary's gRPC port and compare the labels (for
-classifiers) or the values (for regressors) the canary predicted with the ones our client got.
+for. Copies that wait together go to the canary's gRPC port in one call, and the labels (for
+classifiers) or the values (for regressors) the canary predicted are compared, row by row,
+with the ones our clients got.
 A canary that errs, is slow or is unreachable is counted as failed and affects nothing else.
 The counts are this server's metrics (metrics.py), labelled with the canary's version.
 """
@@ -40,7 +41,9 @@ log = logging.getLogger("modelroll_server.shadow")
 
 COMPARED, DROPPED, FAILED = (SHADOW_OUTCOMES.index(o) for o in ("compared", "dropped", "failed"))
 POLL_SECONDS = 1.0  # how often the file is checked for a change (the kubelet's own lag is longer)
-SENDERS = 8  # copies in flight to the canary at once, per worker
+SENDERS = 8  # calls in flight to the canary at once, per worker
+BATCH_ROWS = 256  # rows of waiting copies one call may carry
+GATHER_SECONDS = 0.01  # how long a call waits for more copies to join it (no client waits on it)
 TIMEOUT_SECONDS = 5.0  # a canary slower than this for one copy counts as failed
 MAX_TARGET_LENGTH = 253 + 6  # a DNS name and a port
 MAX_VERSION_LENGTH = 63  # spec.model.version: a label value
@@ -99,6 +102,8 @@ class Shadow:
         self._channel: aio.Channel | None = None
         self._stub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._calls: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(SENDERS)
 
     # --- the target, from the watched file --------------------------------------------------
     def poll(self) -> None:
@@ -128,7 +133,7 @@ class Shadow:
             asyncio.get_running_loop().create_task(channel.close(grace=None))
         if target is not None and self._channel is None:
             self._channel = aio.insecure_channel(target.target)
-            self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+            self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.target = target
         self.metrics.shadow_target(target.version if target else None)
         log.info("shadowing %s", f"{target.percent:g}% of requests to {target.target} ({target.version})"
@@ -154,7 +159,8 @@ class Shadow:
         if pred is not None:
             return pred
         assert proba is not None and self.model.classes is not None  # a job wanted one of them
-        return np.asarray(self.model.classes)[proba.argmax(axis=1)]
+        labels: np.ndarray = np.asarray(self.model.classes)[proba.argmax(axis=1)]
+        return labels
 
     def _offer(self, copy: _Copy) -> None:
         size = copy.X.nbytes
@@ -169,13 +175,13 @@ class Shadow:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.poll()
-        self._tasks = [loop.create_task(self._watch())]
-        self._tasks += [loop.create_task(self._send()) for _ in range(SENDERS)]
+        self._tasks = [loop.create_task(self._watch()), loop.create_task(self._collect())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._calls]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._channel is not None:
@@ -191,39 +197,54 @@ class Shadow:
         now = self.target
         return now is not None and (now.target, now.version) == (copy.target.target, copy.target.version)
 
-    async def _send(self) -> None:
+    async def _collect(self) -> None:
+        """Gather waiting copies into calls: few large calls cost the stable far less than one
+        per request, and they cost the canary less too (its batcher takes them whole)."""
+        loop = asyncio.get_running_loop()
         while True:
-            copy = await self.queue.get()
-            self.queued_bytes -= copy.X.nbytes
-            try:
-                await self._send_one(copy)
-            finally:
-                self.metrics.shadow_pending(-1)
+            copies = [await self.queue.get()]
+            await asyncio.sleep(GATHER_SECONDS)  # the copies of the next moment join this call
+            rows = copies[0].X.shape[0]
+            while rows < BATCH_ROWS and not self.queue.empty():
+                copies.append(self.queue.get_nowait())
+                rows += copies[-1].X.shape[0]
+            await self._slots.acquire()  # at most SENDERS calls in flight; meanwhile the queue fills
+            self.queued_bytes -= sum(c.X.nbytes for c in copies)
+            call = loop.create_task(self._call(copies))
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
 
-    async def _send_one(self, copy: _Copy) -> None:
-        if not self._counts_for(copy) or self._stub is None:
-            return  # retargeted meanwhile: this pair belongs to no one's count
+    async def _call(self, copies: list[_Copy]) -> None:
         try:
-            resp = await self._stub.ModelInfer(build_predict_request(self.model_name, copy.X), timeout=TIMEOUT_SECONDS)
+            await self._send_batch([c for c in copies if self._counts_for(c)])
+        finally:
+            self.metrics.shadow_pending(-len(copies))
+            self._slots.release()
+
+    async def _send_batch(self, copies: list[_Copy]) -> None:
+        """One call to the canary for ``copies`` (those retargeted meanwhile are left out:
+        their pairs belong to no one's count)."""
+        if not copies or self._stub is None:
+            return
+        ours = np.concatenate([c.ours for c in copies]) if len(copies) > 1 else copies[0].ours
+        X = np.concatenate([c.X for c in copies]) if len(copies) > 1 else copies[0].X
+        try:
+            resp = await self._stub.ModelInfer(build_predict_request(self.model_name, X), timeout=TIMEOUT_SECONDS)
             theirs = read_predict_output(resp)
-            if len(theirs) != len(copy.ours):
-                raise ValueError(f"{len(theirs)} predictions for {len(copy.ours)} rows")
+            if len(theirs) != len(ours):
+                raise ValueError(f"{len(theirs)} predictions for {len(ours)} rows")
         except asyncio.CancelledError:
             raise
-        except (grpc.RpcError, ValueError, TypeError) as e:
-            if self._counts_for(copy):
-                self.metrics.shadow_outcome(FAILED)
-            log.debug("shadow copy to %s failed: %s", copy.target.target, e)
+        except Exception as e:  # noqa: BLE001 - an error, a timeout or an odd answer: failed copies, never a crashed sender
+            if self._counts_for(copies[0]):
+                self.metrics.shadow_outcome(FAILED, len(copies))
+            level = logging.DEBUG if isinstance(e, (grpc.RpcError, ValueError)) else logging.WARNING
+            log.log(level, "shadow copy to %s failed: %s: %s", copies[0].target.target, type(e).__name__, e)
             return
-        except Exception as e:  # noqa: BLE001 - an odd answer is a failed copy, never a crashed sender
-            if self._counts_for(copy):
-                self.metrics.shadow_outcome(FAILED)
-            log.warning("shadow copy to %s failed: %s: %s", copy.target.target, type(e).__name__, e)
-            return
-        if self._counts_for(copy):  # still the same canary: count the pair
-            self._compare(copy.ours, theirs)
+        if self._counts_for(copies[0]):  # still the same canary: count the pairs
+            self._compare(ours, theirs, len(copies))
 
-    def _compare(self, ours: np.ndarray, theirs: np.ndarray) -> None:
+    def _compare(self, ours: np.ndarray, theirs: np.ndarray, requests: int) -> None:
         if self.model.classes is not None:
             if ours.dtype.kind in "biuf" and theirs.dtype.kind in "biuf":
                 same = ours == theirs
@@ -234,7 +255,7 @@ class Shadow:
         else:
             diffs = np.abs(ours.astype(np.float64) - theirs.astype(np.float64))
             self.metrics.shadow_differences(diffs)
-        self.metrics.shadow_outcome(COMPARED)
+        self.metrics.shadow_outcome(COMPARED, requests)
 
 
 def _labels(values: np.ndarray) -> np.ndarray:
