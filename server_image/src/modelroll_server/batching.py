@@ -66,7 +66,7 @@ class Batcher:
         self.rows = 0
         self._soon: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self.after_batch: AfterBatchFn | None = None
+        self.after_batch: list[AfterBatchFn] = []  # shadowing, drift, feedback: each sees every batch
 
     def submit(self, job: Job) -> None:
         self.pending.append(job)
@@ -156,8 +156,8 @@ class Batcher:
                 None,
             )
             start = end
-        if self.after_batch is not None:
-            self.after_batch(jobs, pred, proba)
+        for hook in self.after_batch:
+            hook(jobs, pred, proba)
 
     def _observe(self, pred: np.ndarray | None, proba: np.ndarray | None) -> None:
         """Count predicted classes (what predict returned) and the top-class probability."""

@@ -106,7 +106,7 @@ async def serve(settings: Settings, metrics: Metrics, listener: socket.socket, m
 
         shadow = Shadow(settings.shadow_config, settings.name, model, metrics, settings.shadow_queue_bytes)
         assert app.batcher is not None
-        app.batcher.after_batch = shadow.after_batch
+        app.batcher.after_batch.append(shadow.after_batch)
         shadow.start()
     grpc = await GrpcService(app, settings).start()
     http = HttpServer(app, settings)
