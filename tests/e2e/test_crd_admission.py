@@ -481,6 +481,33 @@ INVALID: list[tuple[str, str, str, str]] = [
         "spec.monitoring.drift.referenceUri",
         "a bare path is not allowed",
     ),
+    *(
+        (
+            f"inconclusive-limit-{case}",
+            f"""
+            strategy:
+              type: Canary
+              canary:
+                {CANARY_STEPS}
+                analysis:
+                  {field}: {value}
+                  gates: [{{builtin: errorRate, max: 0.01}}]
+            """,
+            f"spec.strategy.canary.analysis.{field}",
+            words,
+        )
+        for case, field, value, words in (
+            ("zero", "inconclusiveLimit", "0", "should be greater than or equal to 1"),
+            ("not-a-duration", "inconclusiveLimit", "ten", "should match"),
+            (
+                "under-a-second",
+                "inconclusiveLimit",
+                "500ms",
+                "must be a count of at least 1 or a duration of at least 1s",
+            ),
+            ("unknown-action", "inconclusiveAction", "Wait", "supported values"),
+        )
+    ),
 ]
 
 
@@ -557,6 +584,8 @@ strategy:
       interval: 1m
       failureLimit: 0
       consecutiveErrorLimit: 10
+      inconclusiveLimit: 15m
+      inconclusiveAction: Abort
       minSamples: 0
       significance: 0.05
       prometheusUrl: http://prometheus.monitoring:9090
