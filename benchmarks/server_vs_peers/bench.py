@@ -175,6 +175,8 @@ def launch_modelroll(b: Bench, cfg: Config, model: Path, port: int, grpc_port: i
            "--max-batch-size", "64" if cfg.variant == "on" else "1"]  # fmt: skip
     if b.grpc_flag:
         cmd += ["--grpc-port", str(grpc_port)]
+    if os.environ.get("BENCH_DRIFT") == "1":  # drift metrics against the model's reference.json
+        cmd += ["--reference", str(model.parent / "reference.json")]
     return Launch(cmd, base_env())
 
 

@@ -29,7 +29,31 @@ def train(workdir: Path) -> dict[str, str]:
         d.mkdir(parents=True, exist_ok=True)
         joblib.dump(est.fit(X, y), d / "model.joblib")
         paths[key] = str(d / "model.joblib")
+        (d / "reference.json").write_bytes(reference(d / "model.joblib", est, X))
     return paths
+
+
+def reference(path: Path, est: object, X: object) -> bytes:
+    """reference.json for the model at ``path`` (decile bins of each feature), for BENCH_DRIFT."""
+    import hashlib
+
+    import numpy as np
+    from modelroll_contract import reference as contract
+
+    X = np.asarray(X)
+    features = []
+    for i in range(X.shape[1]):
+        cuts = np.unique(np.quantile(X[:, i], np.arange(1, 10) / 10, method="inverted_cdf"))
+        edges = [float(e) for e in cuts[cuts < X[:, i].max()]]
+        features.append(contract.Feature(f"x{i}", contract.histogram(edges, X[:, i].tolist())))
+    pred = est.predict(X)  # type: ignore[attr-defined]
+    classes = est.classes_  # type: ignore[attr-defined]
+    info = contract.ModelInfo(path.name, "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest(), "joblib",
+                              None, "predict", type(est).__name__, "classifier")  # fmt: skip
+    return contract.dumps(contract.Reference(
+        "bench", info, len(X), tuple(features), tuple(str(c) for c in classes),
+        tuple(float(np.mean(pred == c)) for c in classes), None, None,
+    ))  # fmt: skip
 
 
 def limit(path: Path, seconds: float = 3.0) -> tuple[float, float]:

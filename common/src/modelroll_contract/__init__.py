@@ -86,6 +86,7 @@ ENV_TERMINATION_LOG = "MODELROLL_SERVER_TERMINATION_LOG"
 ENV_LOG_LEVEL = "MODELROLL_SERVER_LOG_LEVEL"
 ENV_SHADOW_CONFIG = "MODELROLL_SERVER_SHADOW_CONFIG"  # the file that names the canary to shadow
 ENV_SHADOW_QUEUE_BYTES = "MODELROLL_SERVER_SHADOW_QUEUE_BYTES"
+ENV_REFERENCE = "MODELROLL_SERVER_REFERENCE"  # reference.json of the served model (drift metrics)
 
 # --- Paired shadow comparison: the stable's server copies requests to the canary ------------
 # The file is JSON, {"target": "HOST:PORT" (the canary's gRPC address), "percent": 0-100,
@@ -108,3 +109,17 @@ METRIC_SHADOW_REQUESTS = "modelroll_shadow_requests_total"  # + outcome: compare
 METRIC_SHADOW_PENDING = "modelroll_shadow_pending_requests"  # gauge: copies queued or being sent
 METRIC_SHADOW_ROWS = "modelroll_shadow_rows_total"  # classifiers, + result: agree | disagree
 METRIC_SHADOW_ABS_DIFFERENCE = "modelroll_shadow_abs_difference"  # regressors: histogram of |ours - canary's|
+# regressors: histogram of predicted values over fixed buckets every server shares (so a canary's
+# and a stable's compare bucket by bucket, whatever their references)
+METRIC_PREDICTION_VALUE = "modelroll_prediction_value"
+# exported by a server given its model's reference statistics (--reference), + feature and bin:
+# ``bin`` is the bin's upper bound as Prometheus writes ``le`` ("+Inf" for the last), or
+# "missing" for NaN; counts are per bin, not cumulative, so PSI of any window is
+# sum over bins of (p - q) * ln(p / q) with p from increase(...) and q the reference gauge.
+DRIFT_FEATURE_LABEL = "feature"
+DRIFT_BIN_LABEL = "bin"
+DRIFT_MISSING_BIN = "missing"
+METRIC_FEATURE_BINS = "modelroll_feature_bin_total"  # counter: live input rows per reference bin
+METRIC_FEATURE_REFERENCE = "modelroll_feature_reference_proportion"  # gauge: the reference's share
+METRIC_FEATURE_PSI = "modelroll_feature_psi"  # gauge: PSI of the most recent rows vs the reference
+METRIC_DRIFT_WINDOW_ROWS = "modelroll_drift_window_rows"  # gauge: rows in the window the PSI is of

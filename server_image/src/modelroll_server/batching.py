@@ -172,3 +172,5 @@ class Batcher:
         top = proba.max(axis=1) if has_proba else None  # type: ignore[union-attr]
         if idx is not None or top is not None:
             self.metrics.predictions(idx, top)
+        if classes is None and pred is not None and pred.dtype.kind in "fiub":
+            self.metrics.prediction_values(pred.ravel().astype(np.float64, copy=False))

@@ -43,11 +43,13 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _run_worker(settings: Settings, metrics: object, listener: socket.socket, model: object) -> int:
+def _run_worker(
+    settings: Settings, metrics: object, listener: socket.socket, model: object, drift: object = None
+) -> int:
     from .worker import serve
 
     with asyncio.Runner(loop_factory=_new_loop) as runner:
-        return runner.run(serve(settings, metrics, listener, model))  # type: ignore[arg-type]
+        return runner.run(serve(settings, metrics, listener, model, drift))  # type: ignore[arg-type]
 
 
 def serve_command(settings: Settings) -> int:
@@ -68,6 +70,20 @@ def serve_command(settings: Settings) -> int:
         return stopped(settings.termination_log, reason, e.reason)
     log.info("model %s version %s (%s, sha256:%s) loaded in %.3fs", settings.name, settings.version,
              type(model.estimator).__name__, model.sha256, model.load_seconds)  # fmt: skip
+    drift = None
+    if settings.reference:
+        from .drift import MAX_FEATURES, DriftLayout, ReferenceRefused, read_reference
+
+        # The model loaded; what is wrong is the pairing the configuration names, so a
+        # reference this model cannot use is BadConfiguration, not ModelLoadFailed.
+        try:
+            drift = DriftLayout.of(read_reference(settings.reference, model), model.allow_nan)
+        except ReferenceRefused as e:
+            log.error("bad configuration: %s", e)
+            return stopped(settings.termination_log, REASON_BAD_CONFIGURATION, f"--reference: {e}")
+        if drift.ignored:
+            log.warning("drift: watching the first %d features; the other %d are not watched",
+                        MAX_FEATURES, drift.ignored)  # fmt: skip
     if settings.grpc_port:
         # Imported here, so its modules are one copy shared by every worker rather than one
         # per worker (about 5 MiB each); importing starts no gRPC thread, serving does (worker.py).
@@ -84,10 +100,11 @@ def serve_command(settings: Settings) -> int:
     except OSError as e:
         log.error("bad configuration: %s", e)
         return stopped(settings.termination_log, REASON_BAD_CONFIGURATION, str(e))
-    metrics = Metrics(settings.name, settings.version, settings.track, regions=settings.workers)
+    metrics = Metrics(settings.name, settings.version, settings.track, regions=settings.workers,
+                      extra_slots=drift.size if drift is not None else 0)  # fmt: skip
     if settings.workers == 1:
-        return _run_worker(settings, metrics, listener, model)
-    return _supervise(settings, metrics, listener, model)
+        return _run_worker(settings, metrics, listener, model, drift)
+    return _supervise(settings, metrics, listener, model, drift)
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -95,7 +112,9 @@ CRASH_LOOP_SECONDS = 5.0  # a worker that dies sooner than this after its fork i
 MAX_BACKOFF_SECONDS = 30.0
 
 
-def _supervise(settings: Settings, metrics: object, listener: socket.socket, model: object) -> int:
+def _supervise(
+    settings: Settings, metrics: object, listener: socket.socket, model: object, drift: object = None
+) -> int:
     """Fork one worker per --workers on the shared listener; replace a worker that dies.
 
     Workers are forked from this process, which holds the loaded model: a replacement is
@@ -121,7 +140,7 @@ def _supervise(settings: Settings, metrics: object, listener: socket.socket, mod
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a pending stop ends it here
                 metrics.use_region(index)  # type: ignore[attr-defined]
                 metrics.worker_restarted()  # type: ignore[attr-defined]
-                code = _run_worker(settings, metrics, listener, model)
+                code = _run_worker(settings, metrics, listener, model, drift)
             except BaseException:
                 log.exception("worker crashed")
             finally:

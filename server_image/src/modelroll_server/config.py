@@ -24,6 +24,7 @@ from modelroll_contract import (
     ENV_NAME,
     ENV_PORT,
     ENV_PREFIX,
+    ENV_REFERENCE,
     ENV_SHADOW_CONFIG,
     ENV_SHADOW_QUEUE_BYTES,
     ENV_TERMINATION_LOG,
@@ -75,6 +76,7 @@ class Settings:
     grace_seconds: float = 25.0
     shadow_config: str | None = None  # the file naming the canary to copy requests to (shadow.py)
     shadow_queue_bytes: int = 16 * 1024 * 1024  # per worker, of copied rows waiting to be sent
+    reference: str | None = None  # the model's reference.json: drift metrics (drift.py)
     termination_log: str = TERMINATION_LOG
     log_level: str = "INFO"
 
@@ -104,6 +106,7 @@ _ENV: dict[str, str] = {
     "grace_seconds": ENV_GRACE_SECONDS,
     "shadow_config": ENV_SHADOW_CONFIG,
     "shadow_queue_bytes": ENV_SHADOW_QUEUE_BYTES,
+    "reference": ENV_REFERENCE,
     "termination_log": ENV_TERMINATION_LOG,
     "log_level": ENV_LOG_LEVEL,
 }

@@ -10,9 +10,10 @@ classes), which also keeps the series count bounded.
 from __future__ import annotations
 
 import bisect
+import math
 import mmap
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from modelroll_contract import (
@@ -21,6 +22,7 @@ from modelroll_contract import (
     METRIC_INFLIGHT,
     METRIC_LATENCY,
     METRIC_LOAD_SECONDS,
+    METRIC_PREDICTION_VALUE,
     METRIC_PREDICTIONS,
     METRIC_REQUESTS,
     METRIC_SHADOW_ABS_DIFFERENCE,
@@ -44,6 +46,14 @@ SHADOW_RESULTS = ("agree", "disagree")
 # |ours - canary's| of a regressor's rows: one bucket a decade (the mean, _sum / _count, is exact)
 DIFFERENCE_BUCKETS = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 OTHER_CLASS = "__other__"
+# A regressor's predicted values: 1-2-5 steps a decade from 0.001 to 1e6, mirrored for negative
+# values, and 0. Fixed rather than taken from the model's reference, so that every server --
+# a canary and the stable it replaces, whatever their references -- counts in the same buckets
+# and predictionShift can compare them bucket by bucket, on any scale a model predicts in.
+_POSITIVE_VALUES = [float(f"{m}e{k}") for k in range(-3, 6) for m in (1, 2, 5)] + [1e6]
+PREDICTION_VALUE_BUCKETS = tuple([-v for v in reversed(_POSITIVE_VALUES)] + [0.0] + _POSITIVE_VALUES)
+# renderer(every region's extra slots, base labels) -> exposition lines (drift.py)
+Renderer = Callable[[np.ndarray, str], list[str]]
 
 
 def _hist_size(buckets: Sequence[float]) -> int:
@@ -67,6 +77,7 @@ class _Layout:
         self.shadow_requests = self._take(len(SHADOW_OUTCOMES))
         self.shadow_rows = self._take(len(SHADOW_RESULTS))
         self.shadow_diff = self._take(_hist_size(DIFFERENCE_BUCKETS))
+        self.prediction_value = self._take(_hist_size(PREDICTION_VALUE_BUCKETS))  # regressors
 
     def _take(self, n: int) -> int:
         start = self.size
@@ -88,10 +99,13 @@ def _fmt(v: float) -> str:
 class Metrics:
     """One worker's view: writes go to its own region, reads sum all regions."""
 
-    def __init__(self, model_name: str, model_version: str, track: str, regions: int = 1) -> None:
+    def __init__(self, model_name: str, model_version: str, track: str, regions: int = 1, extra_slots: int = 0) -> None:
         self.regions = regions
-        self._mm = mmap.mmap(-1, max(1, regions) * LAYOUT.size * 8)
-        self._all = np.frombuffer(self._mm, dtype=np.float64).reshape(regions, LAYOUT.size)
+        # each region: LAYOUT's fixed slots, then ``extra_slots`` sized by the model (drift.py)
+        self.stride = LAYOUT.size + extra_slots
+        self._mm = mmap.mmap(-1, max(1, regions) * self.stride * 8)
+        self._all = np.frombuffer(self._mm, dtype=np.float64).reshape(regions, self.stride)
+        self.renderers: list[Renderer] = []  # more families for /metrics, given the extra slots
         self.base = ",".join(
             f'{k}="{_escape(v)}"'
             for k, v in (("model_name", model_name), ("model_version", model_version),
@@ -104,7 +118,7 @@ class Metrics:
     def use_region(self, index: int) -> None:
         """Called in each worker after fork with its own index."""
         self._arr = self._all[index]
-        self._mv = memoryview(self._mm).cast("d")[index * LAYOUT.size : (index + 1) * LAYOUT.size]
+        self._mv = memoryview(self._mm).cast("d")[index * self.stride : (index + 1) * self.stride]
         self._code_index = {c: i for i, c in enumerate(CODES)}
 
     def set_classes(self, labels: list[str]) -> None:
@@ -166,6 +180,23 @@ class Metrics:
                 mv[h + bisect.bisect_left(CONFIDENCE_BUCKETS, v)] += 1
             mv[h + nb + 1] += sum(values)
             mv[h + nb + 2] += len(values)
+
+    def prediction_values(self, values: np.ndarray) -> None:
+        """A regressor's predicted values (non-finite ones are counted in +Inf and not summed)."""
+        h = LAYOUT.prediction_value
+        nb = len(PREDICTION_VALUE_BUCKETS)
+        b = np.searchsorted(PREDICTION_VALUE_BUCKETS, values, side="left")
+        self._arr[h : h + nb + 1] += np.bincount(b, minlength=nb + 1)
+        total = float(values.sum())
+        if not math.isfinite(total):
+            total = float(values[np.isfinite(values)].sum())
+        self._arr[h + nb + 1] += total
+        self._arr[h + nb + 2] += len(values)
+
+    def extra(self) -> np.ndarray:
+        """This worker's extra slots (a view: writes go to shared memory)."""
+        extra: np.ndarray = self._arr[LAYOUT.size :]
+        return extra
 
     # --- shadowing (shadow.py) ------------------------------------------------------------
     def shadow_target(self, version: str | None) -> None:
@@ -258,6 +289,11 @@ class Metrics:
         header(METRIC_CONFIDENCE, "histogram", "Top-class probability of each predicted row "
                "(only for models with predict_proba).")  # fmt: skip
         hist(METRIC_CONFIDENCE, LAYOUT.confidence, CONFIDENCE_BUCKETS, "")
+        if not self.classes:
+            header(METRIC_PREDICTION_VALUE, "histogram", "Predicted value of each row (regressors).")
+            hist(METRIC_PREDICTION_VALUE, LAYOUT.prediction_value, PREDICTION_VALUE_BUCKETS, "")
+        for renderer in self.renderers:
+            out.extend(renderer(self._all[:, LAYOUT.size :], base))
         if self.shadow_version is not None:
             # only the regions counting against the same canary (a worker that has not yet
             # seen a new target still counts against the old one)

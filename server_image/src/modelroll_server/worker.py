@@ -22,6 +22,7 @@ from modelroll_contract import EXIT_CODE_BY_REASON, termination_message
 from .app import App
 from .config import Settings
 from .connection import HttpServer
+from .drift import Drift, DriftLayout
 from .errors import LoadError
 from .loading import LoadedModel, load_model, warm_up
 from .metrics import Metrics
@@ -91,7 +92,13 @@ def _accept_waiting(listener: socket.socket) -> list[socket.socket]:
         waiting.append(conn)
 
 
-async def serve(settings: Settings, metrics: Metrics, listener: socket.socket, model: LoadedModel) -> int:
+async def serve(
+    settings: Settings,
+    metrics: Metrics,
+    listener: socket.socket,
+    model: LoadedModel,
+    drift: DriftLayout | None = None,
+) -> int:
     """Serve ``model`` on ``listener`` until SIGTERM/SIGINT, then drain; returns 0."""
     loop = asyncio.get_running_loop()
     # not at the top: only a server with a gRPC port loads gRPC (cli.py imports it before forking)
@@ -108,6 +115,9 @@ async def serve(settings: Settings, metrics: Metrics, listener: socket.socket, m
         assert app.batcher is not None
         app.batcher.after_batch.append(shadow.after_batch)
         shadow.start()
+    if drift is not None:
+        assert app.batcher is not None
+        app.batcher.after_batch.append(Drift(drift, metrics).after_batch)
     grpc = await GrpcService(app, settings).start()
     http = HttpServer(app, settings)
     # the server owns (and closes) a copy; ours stays open to take the listen queue at the end
