@@ -689,7 +689,15 @@ def test_real_operator_image_in_cluster_two_replicas_one_leader_canary_to_promot
 
 # --- least privilege, derived: the rules are exactly what the operator is refused without them ----
 
-READS = ["modeldeployments", "deployments", "services", "pods", "horizontalpodautoscalers", "httproutes"]
+READS = [
+    "modeldeployments",
+    "deployments",
+    "services",
+    "configmaps",
+    "pods",
+    "horizontalpodautoscalers",
+    "httproutes",
+]
 REFUSED = re.compile(r'cannot (\w+) resource \\?"([^"\\]+)\\?" in API group \\?"([^"\\]*)\\?"')
 
 

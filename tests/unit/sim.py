@@ -14,7 +14,13 @@ from modelroll_contract import LABEL_REVISION, LABEL_TRACK
 
 IMAGE = "registry.example/modelroll-server:test"
 OWNER = Owner("fraud", "ml", "uid-1")
-KINDS = {"Deployment": "deps", "Service": "svcs", "HTTPRoute": "routes", "HorizontalPodAutoscaler": "hpas"}
+KINDS = {
+    "Deployment": "deps",
+    "Service": "svcs",
+    "HTTPRoute": "routes",
+    "HorizontalPodAutoscaler": "hpas",
+    "ConfigMap": "cms",
+}
 
 
 class Cluster:
@@ -27,6 +33,7 @@ class Cluster:
         self.svcs: dict[str, Any] = {}
         self.routes: dict[str, Any] = {}
         self.hpas: dict[str, Any] = {}
+        self.cms: dict[str, Any] = {}
         self.unready: set[str] = set()  # revisions whose Pods never become Ready
         self.plans: list[Plan] = []
 
@@ -58,7 +65,12 @@ class Cluster:
                     }
                 )
         return Observed(
-            deployments=deps, services=dict(self.svcs), routes=dict(self.routes), autoscalers=dict(self.hpas), pods=pods
+            deployments=deps,
+            services=dict(self.svcs),
+            routes=dict(self.routes),
+            autoscalers=dict(self.hpas),
+            configmaps=dict(self.cms),
+            pods=pods,
         )
 
     def reconcile(self, now: datetime) -> Plan:
@@ -71,7 +83,12 @@ class Cluster:
         )
         result = plan(subject, self.observed(), now, IMAGE)
         for obj in result.apply:
-            getattr(self, KINDS[obj["kind"]])[obj["metadata"]["name"]] = copy.deepcopy(obj)
+            store, name = getattr(self, KINDS[obj["kind"]]), obj["metadata"]["name"]
+            obj = copy.deepcopy(obj)
+            if obj["kind"] == "Service":  # the API server allocates a ClusterIP once, kept on re-apply
+                ip = (store.get(name) or {}).get("spec", {}).get("clusterIP") or f"10.96.0.{len(self.svcs) + 10}"
+                obj["spec"]["clusterIP"] = ip
+            store[name] = obj
         for ref in result.delete:
             getattr(self, KINDS[ref.kind]).pop(ref.name, None)
         for name, n in result.scale:
@@ -145,7 +162,12 @@ class LaggyCluster(Cluster):
                     }
                 )
         return Observed(
-            deployments=deps, services=dict(self.svcs), routes=dict(self.routes), autoscalers=dict(self.hpas), pods=pods
+            deployments=deps,
+            services=dict(self.svcs),
+            routes=dict(self.routes),
+            autoscalers=dict(self.hpas),
+            configmaps=dict(self.cms),
+            pods=pods,
         )
 
     def reconcile(self, now: datetime) -> Plan:

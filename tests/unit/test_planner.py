@@ -42,13 +42,15 @@ def live(obj, **status):
 
 def cluster_after(result, ready, revision_pods=None, **dep_status):
     """Observed state once the applied children exist and the Deployment reports ``ready``."""
-    deps, svcs = {}, {}
+    deps, svcs, cms = {}, {}, {}
     for obj in result.apply:
         if obj["kind"] == "Deployment":
             deps[obj["metadata"]["name"]] = live(obj, **dep_status)
         elif obj["kind"] == "Service":
             svcs[obj["metadata"]["name"]] = obj
-    return Observed(deployments=deps, services=svcs, pods=revision_pods or ())
+        elif obj["kind"] == "ConfigMap":
+            cms[obj["metadata"]["name"]] = obj
+    return Observed(deployments=deps, services=svcs, configmaps=cms, pods=revision_pods or ())
 
 
 def revision(result):
@@ -63,7 +65,12 @@ def complete(n):
 def test_new_object_creates_deployment_and_services():
     result = plan(subject(raw_spec()), Observed(), NOW, IMAGE)
     names = sorted((o["kind"], o["metadata"]["name"]) for o in result.apply)
-    assert names == [("Deployment", "fraud-stable"), ("Service", "fraud"), ("Service", "fraud-stable")]
+    assert names == [
+        ("ConfigMap", "fraud-shadow"),  # empty but always there: every Pod mounts it (test_shadow_phase.py)
+        ("Deployment", "fraud-stable"),
+        ("Service", "fraud"),
+        ("Service", "fraud-stable"),
+    ]
     assert result.status["phase"] == "Progressing" and result.status["reason"] == "Creating"
     assert result.status["observedGeneration"] == 1
     assert result.status["selector"] == "app.kubernetes.io/managed-by=modelroll,modelroll.io/name=fraud"

@@ -36,6 +36,15 @@ ANALYSIS = {
         {"name": "custom", "prometheus": {"query": "sum(up)", "successCondition": "result < 0.05"}},
     ],
 }
+# The canary's analysis also judges the shadow phase (trafficRouting.shadow): the comparison gates.
+SHADOW_ANALYSIS = {
+    **ANALYSIS,
+    "gates": [
+        *ANALYSIS["gates"],
+        {"name": "agree", "builtin": "predictionAgreement", "minAgreement": 0.99, "minPairs": 300},
+        {"name": "difference", "builtin": "predictionAgreement", "maxMeanAbsDifference": 0.5},
+    ],
+}
 COMMON = {
     "model": {
         "uri": "s3://models/fraud/v7/model.joblib",
@@ -65,7 +74,9 @@ COMMON = {
         "imagePullSecrets": [{"name": "registry"}],
     },
     "autoscaling": {"minReplicas": 2, "maxReplicas": 8, "targetCPUUtilizationPercentage": 80},
-    "monitoring": {"drift": {"referenceUri": "s3://models/fraud/v7/reference.json"}},
+    "monitoring": {
+        "drift": {"referenceUri": "s3://models/fraud/v7/reference.json", "referenceDigest": "sha256:" + "c" * 64}
+    },
 }  # fmt: skip
 # One full spec per strategy: every field of the CRD appears in at least one of them.
 FULL = [
@@ -74,7 +85,7 @@ FULL = [
         **COMMON,
         "strategy": {
             "type": "Canary",
-            "canary": {"steps": [{"setWeight": 10}, {"pause": {"duration": "1m"}}], "analysis": ANALYSIS},
+            "canary": {"steps": [{"setWeight": 10}, {"pause": {"duration": "1m"}}], "analysis": SHADOW_ANALYSIS},
         },
         "trafficRouting": {
             "gatewayAPI": {

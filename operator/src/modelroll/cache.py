@@ -68,6 +68,7 @@ class Cache:
             services=dict(kids.get("Service", {})),
             autoscalers=dict(kids.get("HorizontalPodAutoscaler", {})),
             routes=dict(kids.get("HTTPRoute", {})),
+            configmaps=dict(kids.get("ConfigMap", {})),
             pods=tuple(kids.get("Pod", {}).values()),
         )
 

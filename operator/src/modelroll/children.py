@@ -21,6 +21,8 @@ from modelroll_contract import (
     ENV_METHOD,
     ENV_MODEL,
     ENV_NAME,
+    ENV_REFERENCE,
+    ENV_SHADOW_CONFIG,
     ENV_TRACK,
     ENV_VERSION,
     ENV_WORKERS,
@@ -35,8 +37,11 @@ from modelroll_contract import (
     MODEL_DIR,
     READY_PATH,
     SERVER_PORT,
+    SHADOW_CONFIG_KEYS,
     TERMINATION_LOG,
+    TRACK_STABLE,
 )
+from modelroll_contract.reference import REFERENCE_FILE
 
 from .spec import ModelDeploymentSpec
 
@@ -46,9 +51,17 @@ KIND = "ModelDeployment"
 HASH_ANNOTATION = "modelroll.io/spec-hash"
 SERVICE_PORT = 80
 PVC_MOUNT = "/mnt/model-source"
+REFERENCE_PVC_MOUNT = "/mnt/reference-source"
+REFERENCE_PATH = f"{MODEL_DIR}/{REFERENCE_FILE}"  # spec.monitoring.drift's file, beside the model
+# The init containers: each fetches one file and verifies its digest (modelroll-server fetch).
+FETCH_MODEL = "fetch-model"
+FETCH_REFERENCE = "fetch-reference"
+FETCH_CONTAINERS = (FETCH_MODEL, FETCH_REFERENCE)
 RUN_AS_USER = 65532  # the server image's non-root user
 PRE_STOP_SECONDS = 5
 STARTUP_SECONDS = 600  # the longest a model may take to load before the container restarts
+SHADOW_DIR = "/etc/modelroll/shadow"  # ConfigMap NAME-shadow, mounted in every track's Pods
+SHADOW_KEY = f"{TRACK_STABLE}.json"  # the only key written: a canary's Pods read canary.json, never there
 
 
 @dataclass(frozen=True)
@@ -110,14 +123,16 @@ _RESTRICTED = {
 }
 
 
-def _fetch_source(uri: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+def _fetch_source(
+    uri: str, volume_name: str = "model-source", mount_path: str = PVC_MOUNT
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     """The URI the init container fetches, plus the volume and mount a ``pvc://`` URI needs."""
     if not uri.startswith("pvc://"):
         return uri, [], []
     claim, _, path = uri[len("pvc://") :].partition("/")
-    volume = {"name": "model-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-    mount = {"name": "model-source", "mountPath": PVC_MOUNT, "readOnly": True}
-    return f"{PVC_MOUNT}/{path}", [volume], [mount]
+    volume = {"name": volume_name, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    mount = {"name": volume_name, "mountPath": mount_path, "readOnly": True}
+    return f"{mount_path}/{path}", [volume], [mount]
 
 
 def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, image: str) -> dict[str, Any]:
@@ -134,12 +149,14 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
         {"name": ENV_NAME, "value": owner.name},
         {"name": ENV_VERSION, "value": model.version},
         {"name": ENV_TRACK, "value": ""},  # set below, after hashing
+        {"name": ENV_SHADOW_CONFIG, "value": ""},  # SHADOW_DIR/<track>.json, set below, after hashing
         {"name": ENV_DIGEST, "value": model.digest},
         {"name": ENV_FORMAT, "value": model.format},
         {"name": ENV_METHOD, "value": model.method},
         {"name": ENV_WORKERS, "value": str(server.workers)},
         {"name": ENV_MAX_BATCH_SIZE, "value": str(server.batching.max_batch_size)},
         {"name": ENV_MAX_BATCH_WAIT_MS, "value": str(server.batching.max_latency_ms)},
+        *([{"name": ENV_REFERENCE, "value": REFERENCE_PATH}] if spec.drift_reference_uri else []),
         *({"name": k, "value": v} for k, v in server.env),
     ]
     pod_spec: dict[str, Any] = {
@@ -153,7 +170,7 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
         },
         "initContainers": [
             {
-                "name": "fetch-model",
+                "name": FETCH_MODEL,
                 "image": image,
                 **pull_policy,
                 "args": ["fetch", source, model_path, "--digest", model.digest],
@@ -198,6 +215,7 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
                 "volumeMounts": [
                     {"name": "model", "mountPath": MODEL_DIR, "readOnly": True},
                     {"name": "tmp", "mountPath": "/tmp"},
+                    {"name": "shadow", "mountPath": SHADOW_DIR, "readOnly": True},
                 ],
                 "terminationMessagePath": TERMINATION_LOG,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -210,8 +228,34 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
         ],
         # preStop sleep + the server's own drain (MODELROLL_SERVER_GRACE_SECONDS, 25 s) fit in it
         "terminationGracePeriodSeconds": PRE_STOP_SECONDS + 30,
-        "volumes": [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}] + src_volumes,
+        # Always mounted, so that a shadow phase starting or ending changes only the ConfigMap,
+        # never this template (which would roll the stable track mid-rollout); the kubelet
+        # updates the files in place.
+        "volumes": [
+            {"name": "model", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "shadow", "configMap": {"name": shadow_config_name(owner), "optional": True}},
+        ]
+        + src_volumes,
     }
+    if spec.drift_reference_uri:
+        # A second init container, so a failure names the file (``fetch-reference: …``) and keeps
+        # the fetch's reason: a digest mismatch is IntegrityMismatch, as for the model.
+        assert spec.drift_reference_digest is not None  # the CRD requires it with referenceUri
+        ref_source, ref_volumes, ref_mounts = _fetch_source(
+            spec.drift_reference_uri, "reference-source", REFERENCE_PVC_MOUNT
+        )
+        fetch_model = pod_spec["initContainers"][0]
+        pod_spec["initContainers"].append(
+            {
+                **fetch_model,
+                "name": FETCH_REFERENCE,
+                "args": ["fetch", ref_source, REFERENCE_PATH, "--digest", spec.drift_reference_digest],
+                "volumeMounts": [{"name": "model", "mountPath": MODEL_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
+                + ref_mounts,
+            }
+        )
+        pod_spec["volumes"] += ref_volumes
     if server.node_selector:
         pod_spec["nodeSelector"] = dict(server.node_selector)
     if server.tolerations:
@@ -231,6 +275,8 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
         for env in container["env"]:
             if env["name"] == ENV_TRACK:
                 env["value"] = track
+            if env["name"] == ENV_SHADOW_CONFIG:
+                env["value"] = f"{SHADOW_DIR}/{track}.json"
     return {
         "metadata": {
             "labels": {**labels, LABEL_REVISION: revision},
@@ -310,6 +356,38 @@ def build_service(owner: Owner, name: str, track: str | None) -> dict[str, Any]:
                     },
                 ],
             },
+        }
+    )
+
+
+def shadow_config_name(owner: Owner) -> str:
+    return f"{owner.name}-shadow"
+
+
+def shadow_version(version: str, revision: str) -> str:
+    """The canary's name in the stable's shadow series (``canary_version``): its model version,
+    or its revision when the spec gives no version (the server needs one)."""
+    return version or revision
+
+
+def shadow_config(canary_ip: str, percent: int, version: str) -> dict[str, Any]:
+    """What stable's servers read from ``stable.json``: the canary Service's ClusterIP (fixed for
+    the Service's life, and needing no cluster DNS) and gRPC port, the share, the canary's name."""
+    host = f"[{canary_ip}]" if ":" in canary_ip else canary_ip
+    return dict(zip(SHADOW_CONFIG_KEYS, (f"{host}:{GRPC_PORT}", percent, version), strict=True))
+
+
+def build_shadow_config(owner: Owner, config: dict[str, Any] | None) -> dict[str, Any]:
+    """ConfigMap ``NAME-shadow``: key ``stable.json`` holds what the stable track's servers copy
+    to the canary (modelroll_contract's SHADOW_CONFIG_KEYS) during a shadow phase, and is empty
+    otherwise (shadowing off). Every ModelDeployment has one, so Pods never wait for it."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":")) if config else ""
+    return with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": child_metadata(owner, shadow_config_name(owner)),
+            "data": {SHADOW_KEY: text},
         }
     )
 

@@ -180,6 +180,11 @@ async def service_event(event: kopf.RawEvent, **_: Any) -> None:
     await _child("Service", event)
 
 
+@kopf.on.event("", "v1", "configmaps", labels=OURS)
+async def configmap_event(event: kopf.RawEvent, **_: Any) -> None:
+    await _child("ConfigMap", event)
+
+
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
 async def autoscaler_event(event: kopf.RawEvent, **_: Any) -> None:
     await _child("HorizontalPodAutoscaler", event)

@@ -17,7 +17,7 @@ from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
-from lightkube.resources.core_v1 import Service
+from lightkube.resources.core_v1 import ConfigMap, Service
 from lightkube.types import PatchType
 
 from . import metrics
@@ -35,6 +35,7 @@ KINDS: dict[str, type[NamespacedResource]] = {
     "Service": Service,
     "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
     "HTTPRoute": HTTPRoute,
+    "ConfigMap": ConfigMap,
 }
 
 

@@ -14,6 +14,7 @@ from modelroll_contract import LABEL_REVISION, REASON_BY_EXIT_CODE, termination_
 
 from . import conditions as c
 from .analysis.gates import Measurement
+from .children import FETCH_CONTAINERS
 
 Obj = Mapping[str, Any]
 
@@ -24,6 +25,7 @@ class Observed:
     services: Mapping[str, Obj] = field(default_factory=dict)
     autoscalers: Mapping[str, Obj] = field(default_factory=dict)
     routes: Mapping[str, Obj] = field(default_factory=dict)  # HTTPRoutes
+    configmaps: Mapping[str, Obj] = field(default_factory=dict)  # NAME-shadow
     pods: Sequence[Obj] = ()
     # The analysis measurement the controller took just before this reconcile (Prometheus
     # numbers, not yet judged); None when none was due. The strategies fold it into status.
@@ -37,6 +39,7 @@ class Observed:
             ("v1", "Service", self.services),
             ("autoscaling/v2", "HorizontalPodAutoscaler", self.autoscalers),
             ("gateway.networking.k8s.io/v1", "HTTPRoute", self.routes),
+            ("v1", "ConfigMap", self.configmaps),
         ):
             out.extend((api, kind, name, obj) for name, obj in objs.items())
         return out
@@ -109,7 +112,7 @@ def _classify(container: str, term: Obj) -> tuple[str, str]:
     """
     reason = REASON_BY_EXIT_CODE.get(term.get("exitCode", 0))
     if reason is None:
-        reason = c.FETCH_FAILED if container == "fetch-model" else c.MODEL_LOAD_FAILED
+        reason = c.FETCH_FAILED if container in FETCH_CONTAINERS else c.MODEL_LOAD_FAILED
     return reason, f"{container}: {_termination_text(term)}"
 
 

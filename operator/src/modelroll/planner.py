@@ -19,7 +19,14 @@ from . import actions
 from . import conditions as c
 from .actions import Requests, read_requests, settle
 from .analysis import state as analysis_state
-from .children import HASH_ANNOTATION, Owner, selector_string
+from .children import (
+    HASH_ANNOTATION,
+    Owner,
+    build_shadow_config,
+    selector_string,
+    shadow_config,
+    shadow_version,
+)
 from .events import Event
 from .observed import Observed
 from .spec import SpecError, parse_spec
@@ -201,6 +208,18 @@ def _keep_needed_canary(ctx: Context, outcome: Outcome) -> Outcome:
     return replace(outcome, held={**outcome.held, name: floor})
 
 
+def _shadow(owner: Owner, outcome: Outcome, observed: Observed) -> dict[str, Any]:
+    """ConfigMap NAME-shadow: what the stable track copies to the canary (empty: nothing). It
+    names the canary Service by its ClusterIP, so it stays empty until that Service is seen."""
+    canary = outcome.canary or {}
+    service = observed.services.get(f"{owner.name}-{TRACK_CANARY}") or {}
+    ip = (service.get("spec") or {}).get("clusterIP")
+    if not outcome.routing.shadow_percent or not canary or not ip or ip == "None":
+        return build_shadow_config(owner, None)
+    version = shadow_version(str(canary.get("version") or ""), str(canary["revision"]))
+    return build_shadow_config(owner, shadow_config(ip, outcome.routing.shadow_percent, version))
+
+
 def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Plan:
     owner = subject.owner
     requests = read_requests(subject.annotations, subject.status)
@@ -218,7 +237,7 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
     rollout = (outcome.canary or {}).get("revision")
     why = "no rollout in progress" if outcome.canary is None else NO_ACTIONS_IN_ROLLING.format(name=owner.name)
     settled = settle(requests, subject.status, outcome.acted, outcome.deferred, outcome.declined, rollout, why)
-    desired = outcome.children + router.build(owner, outcome.routing)
+    desired = [*outcome.children, *router.build(owner, outcome.routing), _shadow(owner, outcome, observed)]
     events = list(outcome.events) + settled.events
     rolling = spec.strategy.type == "Rolling"
     if rolling and outcome.canary and (subject.status.get("canary") or {}).get("revision") != rollout:

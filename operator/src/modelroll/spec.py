@@ -19,7 +19,7 @@ from .analysis.condition import ConditionError, parse_condition
 from .spec_schema import SPEC_SCHEMA
 from .structural import SpecError, check, default_of, schema_at
 
-__all__ = ["SpecError", "parse_spec", "parse_duration", "ModelDeploymentSpec"]
+__all__ = ["SpecError", "parse_spec", "parse_duration", "rollout_steps", "ModelDeploymentSpec"]
 
 DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
 DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -41,7 +41,11 @@ GATE_THRESHOLDS = {
     "maxRatioToStable": ("latencyP99",),
     "maxPSI": ("predictionShift",),
     "detect": ("errorRate", "predictionShift"),
+    "minAgreement": ("predictionAgreement",),
+    "maxMeanAbsDifference": ("predictionAgreement",),
+    "minPairs": ("predictionAgreement",),
 }
+AGREEMENT = "predictionAgreement"  # the gate of the shadow phase (spec.trafficRouting.shadow)
 
 
 def parse_duration(text: str, path: str) -> float:
@@ -92,6 +96,9 @@ class Gate:
     max_psi: float | None = None
     max_increase: float | None = None  # errorRate: the canary's 5xx share over stable's
     detect: float | None = None  # errorRate / predictionShift: the effect to catch; derives minSamples
+    min_agreement: float | None = None  # predictionAgreement, classifiers: least share of identical labels
+    max_mean_abs_difference: float | None = None  # predictionAgreement, regressors
+    min_pairs: int | None = None  # predictionAgreement: compared rows needed (None: the analysis' minSamples)
     query: str | None = None
     success_condition: str | None = None
 
@@ -132,11 +139,13 @@ class Analysis:
 
 @dataclass(frozen=True)
 class Step:
-    """One canary step: exactly one of ``set_weight`` or a pause (``pause`` True)."""
+    """One canary step: exactly one of ``set_weight``, a pause (``pause`` True), or the shadow
+    phase (``shadow_percent``), which ``rollout_steps`` puts before the spec's steps."""
 
     set_weight: int | None = None
     pause: bool = False
     pause_seconds: float | None = None  # None with pause=True: wait for a manual promote
+    shadow_percent: int | None = None  # the shadow phase: stable copies this share to the canary
 
 
 @dataclass(frozen=True)
@@ -203,7 +212,8 @@ class ModelDeploymentSpec:
     strategy: Strategy
     traffic: TrafficRouting = field(default_factory=TrafficRouting)
     autoscaling: Autoscaling | None = None
-    drift_reference_uri: str | None = None
+    drift_reference_uri: str | None = None  # spec.monitoring.drift: fetched beside the model
+    drift_reference_digest: str | None = None
 
 
 # --- the sections, from a spec the schema already checked and defaulted -------------------------
@@ -258,7 +268,12 @@ def _parse_gate(g: Mapping[str, Any], path: str) -> Gate:
         max_psi=g.get("maxPSI"),
         max_increase=g.get("maxIncrease"),
         detect=g.get("detect"),
+        min_agreement=g.get("minAgreement"),
+        max_mean_abs_difference=g.get("maxMeanAbsDifference"),
+        min_pairs=g.get("minPairs"),
     )
+    if builtin == AGREEMENT and (gate.min_agreement is None) == (gate.max_mean_abs_difference is None):
+        raise SpecError(path, "predictionAgreement needs exactly one of minAgreement or maxMeanAbsDifference")
     if builtin == "errorRate":
         _check_error_rate(gate, path)
     if builtin == "latencyP99" and (gate.max is None) == (gate.max_ratio_to_stable is None):
@@ -354,6 +369,12 @@ def _parse_strategy(s: Mapping[str, Any]) -> Strategy:
             pre_promotion_analysis=_parse_analysis(b.get("prePromotionAnalysis"), f"{p}.prePromotionAnalysis"),
             post_promotion_analysis=_parse_analysis(b.get("postPromotionAnalysis"), f"{p}.postPromotionAnalysis"),
         )
+    for analysis, where in (
+        (blue_green and blue_green.pre_promotion_analysis, "prePromotionAnalysis"),
+        (blue_green and blue_green.post_promotion_analysis, "postPromotionAnalysis"),
+    ):
+        if analysis and any(g.builtin == AGREEMENT for g in analysis.gates):
+            raise SpecError(f"{path}.blueGreen", f"{where} cannot use builtin {AGREEMENT} (shadowing is Canary only)")
     rolling = RollingSpec(max_surge=r["maxSurge"], max_unavailable=r["maxUnavailable"])
     return Strategy(type=kind, rolling=rolling, canary=canary, blue_green=blue_green)
 
@@ -366,12 +387,26 @@ def _parse_traffic(t: Mapping[str, Any], strategy: Strategy) -> TrafficRouting:
         for r in gw.get("parentRefs") or ()
     )
     shadow = t.get("shadow")
-    if shadow is not None and not refs:
-        raise SpecError(f"{path}.shadow", f"requires {path}.gatewayAPI (mirroring needs a Gateway)")
     if shadow is not None and strategy.type != "Canary":
         raise SpecError(f"{path}.shadow", "is only allowed when spec.strategy.type is Canary")
+    analysis = strategy.canary.analysis if strategy.canary else None
+    if shadow is not None and analysis is None:
+        raise SpecError(
+            f"{path}.shadow", "requires spec.strategy.canary.analysis (the shadow phase ends on a passing measurement)"
+        )
+    if shadow is None and analysis is not None and any(g.builtin == AGREEMENT for g in analysis.gates):
+        raise SpecError("spec.strategy.canary.analysis.gates", f"builtin {AGREEMENT} requires {path}.shadow")
     percent = shadow["percent"] if shadow is not None else 0
     return TrafficRouting(gateway_parent_refs=refs, hostnames=tuple(gw.get("hostnames") or ()), shadow_percent=percent)
+
+
+def rollout_steps(spec: ModelDeploymentSpec) -> tuple[Step, ...]:
+    """A canary's steps as it runs them: the shadow phase first when spec.trafficRouting.shadow
+    is set (so ``currentStep`` 0 is that phase and ``stepCount`` counts it), then the spec's."""
+    steps = spec.strategy.canary.steps if spec.strategy.canary else ()
+    if spec.traffic.shadow_percent:
+        return (Step(shadow_percent=spec.traffic.shadow_percent), *steps)
+    return steps
 
 
 def _parse_autoscaling(a: Mapping[str, Any] | None) -> Autoscaling | None:
@@ -387,6 +422,7 @@ def parse_spec(raw: Any) -> ModelDeploymentSpec:
     """The typed spec, or SpecError naming the first bad field."""
     spec = check({} if raw is None else raw, SPEC_SCHEMA, "spec")
     strategy = _parse_strategy(spec["strategy"])
+    drift = (spec.get("monitoring") or {}).get("drift") or {}
     return ModelDeploymentSpec(
         model=_parse_model(spec["model"]),
         replicas=spec["replicas"],
@@ -396,5 +432,6 @@ def parse_spec(raw: Any) -> ModelDeploymentSpec:
         strategy=strategy,
         traffic=_parse_traffic(spec.get("trafficRouting") or {}, strategy),
         autoscaling=_parse_autoscaling(spec.get("autoscaling")),
-        drift_reference_uri=((spec.get("monitoring") or {}).get("drift") or {}).get("referenceUri"),
+        drift_reference_uri=drift.get("referenceUri"),
+        drift_reference_digest=drift.get("referenceDigest"),
     )

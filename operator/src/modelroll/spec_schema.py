@@ -340,7 +340,12 @@ SPEC_SCHEMA: dict[str, Any] = {
                                             },
                                             "builtin": {
                                                 "type": "string",
-                                                "enum": ["errorRate", "latencyP99", "predictionShift"],
+                                                "enum": [
+                                                    "errorRate",
+                                                    "latencyP99",
+                                                    "predictionShift",
+                                                    "predictionAgreement",
+                                                ],
                                             },
                                             "max": {"type": "number", "minimum": 0},
                                             "maxIncrease": {"type": "number", "minimum": 0, "maximum": 1},
@@ -356,6 +361,14 @@ SPEC_SCHEMA: dict[str, Any] = {
                                                 "minimum": 0,
                                                 "exclusiveMinimum": True,
                                                 "maximum": 100,
+                                            },
+                                            "minAgreement": {"type": "number", "minimum": 0, "maximum": 1},
+                                            "maxMeanAbsDifference": {"type": "number", "minimum": 0},
+                                            "minPairs": {
+                                                "type": "integer",
+                                                "format": "int32",
+                                                "minimum": 1,
+                                                "maximum": 100000000,
                                             },
                                             "prometheus": {
                                                 "type": "object",
@@ -467,7 +480,12 @@ SPEC_SCHEMA: dict[str, Any] = {
                                             },
                                             "builtin": {
                                                 "type": "string",
-                                                "enum": ["errorRate", "latencyP99", "predictionShift"],
+                                                "enum": [
+                                                    "errorRate",
+                                                    "latencyP99",
+                                                    "predictionShift",
+                                                    "predictionAgreement",
+                                                ],
                                             },
                                             "max": {"type": "number", "minimum": 0},
                                             "maxIncrease": {"type": "number", "minimum": 0, "maximum": 1},
@@ -483,6 +501,14 @@ SPEC_SCHEMA: dict[str, Any] = {
                                                 "minimum": 0,
                                                 "exclusiveMinimum": True,
                                                 "maximum": 100,
+                                            },
+                                            "minAgreement": {"type": "number", "minimum": 0, "maximum": 1},
+                                            "maxMeanAbsDifference": {"type": "number", "minimum": 0},
+                                            "minPairs": {
+                                                "type": "integer",
+                                                "format": "int32",
+                                                "minimum": 1,
+                                                "maximum": 100000000,
                                             },
                                             "prometheus": {
                                                 "type": "object",
@@ -581,7 +607,12 @@ SPEC_SCHEMA: dict[str, Any] = {
                                             },
                                             "builtin": {
                                                 "type": "string",
-                                                "enum": ["errorRate", "latencyP99", "predictionShift"],
+                                                "enum": [
+                                                    "errorRate",
+                                                    "latencyP99",
+                                                    "predictionShift",
+                                                    "predictionAgreement",
+                                                ],
                                             },
                                             "max": {"type": "number", "minimum": 0},
                                             "maxIncrease": {"type": "number", "minimum": 0, "maximum": 1},
@@ -597,6 +628,14 @@ SPEC_SCHEMA: dict[str, Any] = {
                                                 "minimum": 0,
                                                 "exclusiveMinimum": True,
                                                 "maximum": 100,
+                                            },
+                                            "minAgreement": {"type": "number", "minimum": 0, "maximum": 1},
+                                            "maxMeanAbsDifference": {"type": "number", "minimum": 0},
+                                            "minPairs": {
+                                                "type": "integer",
+                                                "format": "int32",
+                                                "minimum": 1,
+                                                "maximum": 100000000,
                                             },
                                             "prometheus": {
                                                 "type": "object",
@@ -671,7 +710,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                 "shadow": {
                     "type": "object",
                     "required": ["percent"],
-                    "properties": {"percent": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100}},
+                    "properties": {"percent": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 100}},
                 },
             },
         },
@@ -695,8 +734,9 @@ SPEC_SCHEMA: dict[str, Any] = {
             "properties": {
                 "drift": {
                     "type": "object",
-                    "required": ["referenceUri"],
+                    "required": ["referenceUri", "referenceDigest"],
                     "properties": {
+                        "referenceDigest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
                         "referenceUri": {
                             "type": "string",
                             "minLength": 1,
@@ -720,7 +760,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                             "allowed "
                             "(write "
                             "file:///path)",
-                        }
+                        },
                     },
                 }
             },

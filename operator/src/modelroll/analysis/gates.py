@@ -22,11 +22,11 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from ..spec import Analysis, Gate
+from ..spec import AGREEMENT, Analysis, Gate
 from . import stats
 from .condition import ConditionError, evaluate_condition
 from .psi import Comparison, compare, histogram_counts
@@ -58,6 +58,12 @@ class GateData:
     stable_classes: Mapping[str, float] = field(default_factory=dict)
     canary_confidence: Mapping[str, float] = field(default_factory=dict)  # cumulative buckets by le
     stable_confidence: Mapping[str, float] = field(default_factory=dict)
+    # predictionAgreement: stable's shadow comparisons against this canary over the window
+    agree: float | None = None  # classifiers: rows labelled alike
+    disagree: float | None = None
+    difference_sum: float | None = None  # regressors: sum and count of |stable - canary| per row
+    difference_count: float | None = None
+    difference_buckets: Mapping[str, float] = field(default_factory=dict)  # cumulative by le
     result: float | list[float] | None = None  # custom query: None = empty result
     error: str | None = None
 
@@ -108,6 +114,10 @@ def threshold_of(gate: Gate) -> str:
         return f"<= {_fmt(gate.max_ratio_to_stable or 0)}x stable"
     if gate.builtin == "predictionShift":
         return f"PSI <= {_fmt(gate.max_psi or 0)}"
+    if gate.builtin == AGREEMENT:
+        if gate.min_agreement is not None:
+            return f"agreement >= {_fmt(gate.min_agreement)}"
+        return f"mean |difference| <= {_fmt(gate.max_mean_abs_difference or 0)}"
     return gate.success_condition or ""
 
 
@@ -280,6 +290,67 @@ def _shift(gate: Gate, data: GateData, significance: float) -> GateVerdict:
     )
 
 
+def _agreement(gate: Gate, data: GateData, min_samples: int, significance: float) -> GateVerdict:
+    """The shadow phase's paired comparison: stable's answers against the canary's on the very
+    same rows. Classifiers: the share of identical labels, failed only when its exact one-sided
+    upper bound (Clopper–Pearson) is below minAgreement. Regressors: the mean absolute
+    difference, failed only when its one-sided lower bound (stats.mean_lower_bound) exceeds
+    maxMeanAbsDifference."""
+    need = gate.min_pairs if gate.min_pairs is not None else min_samples
+    classifier = gate.min_agreement is not None
+    pairs = _count(data.agree) + _count(data.disagree) if classifier else _count(data.difference_count)
+    if pairs < max(need, 1):
+        return _inconclusive(gate, f"need {need} shadow-compared rows in the window, have {pairs}")
+    level = _confidence(significance)
+    if classifier:
+        limit = gate.min_agreement or 0.0
+        agree = min(_count(data.agree), pairs)
+        share = agree / pairs
+        upper = 1.0 - stats.clopper_pearson_lower(pairs - agree, pairs, significance)
+        failed = upper < limit
+        detail = f"{level} upper bound {_fmt(upper)} {'<' if failed else '>='} {_fmt(limit)}"
+        return GateVerdict(
+            gate.name,
+            FAIL if failed else PASS,
+            share,
+            threshold_of(gate),
+            f"canary agrees with stable on {_fmt(share)} of shadow-compared rows ({agree} of {pairs} pairs): {detail}",
+        )
+    limit = gate.max_mean_abs_difference or 0.0
+    n, total = float(data.difference_count or 0.0), float(data.difference_sum or 0.0)
+    mean = total / n
+    buckets = sorted((_edge(le), k) for le, k in histogram_counts(data.difference_buckets).items())
+    lower = stats.mean_lower_bound(total, n, buckets, significance)
+    failed = lower > limit
+    return GateVerdict(
+        gate.name,
+        FAIL if failed else PASS,
+        mean,
+        threshold_of(gate),
+        f"mean |canary - stable| {_fmt(mean)} over {pairs} shadow-compared rows: {level} lower bound {_fmt(lower)} "
+        f"{'>' if failed else '<='} {_fmt(limit)}",
+    )
+
+
+def _edge(le: str) -> float:
+    try:
+        return float(le)
+    except ValueError:
+        return math.inf
+
+
+def analysis_at(analysis: Analysis | None, shadowing: bool) -> Analysis | None:
+    """The gates a canary measurement runs: every gate during the shadow phase; after it, all
+    but predictionAgreement (no copies are compared any more). None when no gate is left, so the
+    steps after the phase are then not held by analysis at all."""
+    if analysis is None or shadowing:
+        return analysis
+    gates = tuple(g for g in analysis.gates if g.builtin != AGREEMENT)
+    if len(gates) == len(analysis.gates):
+        return analysis
+    return replace(analysis, gates=gates) if gates else None
+
+
 def _custom(gate: Gate, data: GateData) -> GateVerdict:
     condition = gate.success_condition or ""
     result = data.result
@@ -314,6 +385,8 @@ def evaluate_gate(
         return GateVerdict(gate.name, ERROR, None, threshold_of(gate), data.error)
     if gate.builtin is None:
         return _custom(gate, data)
+    if gate.builtin == AGREEMENT:  # counts compared rows, not canary requests
+        return _agreement(gate, data, min_samples, significance)
     if gate.builtin == "errorRate":  # checks its own sample size: with detect it is derived
         return _error_rate(gate, data, min_samples, significance)
     if gate.detect is None:

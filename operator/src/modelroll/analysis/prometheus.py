@@ -85,9 +85,9 @@ def _gate_data(answers: Mapping[str, Series | QueryError], keys: Mapping[str, st
         if field == "result":
             values = [v for _, v in answer]
             got["result"] = None if not values else (values[0] if len(answer) == 1 else values)
-        elif field in ("samples", "errors", "stable_samples", "stable_errors"):
+        elif field in ("samples", "errors", "stable_samples", "stable_errors", "agree", "disagree"):
             got[field] = _total(answer) if answer or field.endswith("samples") else 0.0
-        elif field.endswith("_p99"):
+        elif field in ("difference_sum", "difference_count") or field.endswith("_p99"):
             got[field] = _total(answer)
         elif field.endswith("_classes"):
             got[field] = _by(answer, "class")

@@ -26,12 +26,16 @@ from modelroll_contract import (
     METRIC_LATENCY,
     METRIC_PREDICTIONS,
     METRIC_REQUESTS,
+    METRIC_SHADOW_ABS_DIFFERENCE,
+    METRIC_SHADOW_ROWS,
+    SHADOW_LABEL,
     TRACK_CANARY,
     TRACK_STABLE,
 )
 
-from ..spec import Analysis, Gate, ModelDeploymentSpec
-from .gates import CANARY_SCOPE, POST_PROMOTION, PRE_PROMOTION
+from ..children import shadow_version
+from ..spec import AGREEMENT, Analysis, Gate, ModelDeploymentSpec, rollout_steps
+from .gates import CANARY_SCOPE, POST_PROMOTION, PRE_PROMOTION, analysis_at
 from .state import current_run, next_due_seconds
 
 # Stages of status.blueGreen (strategies/bluegreen.py), repeated here so this module does not
@@ -71,8 +75,11 @@ def escape(value: str) -> str:
 def _analysis_due(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> tuple[str, Analysis] | None:
     strategy = spec.strategy
     if strategy.type == "Canary" and strategy.canary and strategy.canary.analysis:
-        if int(status.get("currentStep", 0)) < int(status.get("stepCount", len(strategy.canary.steps))):
-            return CANARY_SCOPE, strategy.canary.analysis
+        steps, step = rollout_steps(spec), int(status.get("currentStep", 0))
+        if step < int(status.get("stepCount", len(steps))) and step < len(steps):
+            # the shadow phase runs every gate; the steps after it all but predictionAgreement
+            analysis = analysis_at(strategy.canary.analysis, steps[step].shadow_percent is not None)
+            return (CANARY_SCOPE, analysis) if analysis else None
         return None
     if strategy.type == "BlueGreen" and strategy.blue_green:
         bg, state = strategy.blue_green, status.get("blueGreen") or {}
@@ -121,6 +128,8 @@ def build_queries(plan: MeasurementPlan, gate: Gate) -> dict[str, str]:
         text = text.replace("{{namespace}}", escape(plan.namespace))
         text = text.replace("{{canaryVersion}}", escape(plan.canary_version))
         return {"result": text.replace("{{stableVersion}}", escape(plan.stable_version))}
+    if gate.builtin == AGREEMENT:
+        return _agreement_queries(plan, gate)
     queries = {"samples": f"sum(increase({METRIC_REQUESTS}{canary}[{w}]))"}
     if gate.builtin == "errorRate":
         five_xx = plan.selector(TRACK_CANARY, 'code=~"5.."')
@@ -137,3 +146,19 @@ def build_queries(plan: MeasurementPlan, gate: Gate) -> dict[str, str]:
             queries[f"{side}_classes"] = f"sum by (class) (increase({METRIC_PREDICTIONS}{sel}[{w}]))"
             queries[f"{side}_confidence"] = f"sum by (le) (increase({METRIC_CONFIDENCE}_bucket{sel}[{w}]))"
     return queries
+
+
+def _agreement_queries(plan: MeasurementPlan, gate: Gate) -> dict[str, str]:
+    """The stable's shadow series against this canary: the stable's own labels plus
+    ``canary_version``, so copies compared with an earlier canary never count."""
+    w, version = plan.window, escape(shadow_version(plan.canary_version, plan.revision))
+    compared = f'{SHADOW_LABEL}="{version}"'
+    if gate.min_agreement is not None:
+        rows = {side: plan.selector(TRACK_STABLE, f'{compared},result="{side}"') for side in ("agree", "disagree")}
+        return {side: f"sum(increase({METRIC_SHADOW_ROWS}{sel}[{w}]))" for side, sel in rows.items()}
+    sel = plan.selector(TRACK_STABLE, compared)
+    return {
+        "difference_sum": f"sum(increase({METRIC_SHADOW_ABS_DIFFERENCE}_sum{sel}[{w}]))",
+        "difference_count": f"sum(increase({METRIC_SHADOW_ABS_DIFFERENCE}_count{sel}[{w}]))",
+        "difference_buckets": f"sum by (le) (increase({METRIC_SHADOW_ABS_DIFFERENCE}_bucket{sel}[{w}]))",
+    }

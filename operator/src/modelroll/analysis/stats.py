@@ -18,7 +18,7 @@ against ``scipy.stats`` on a grid.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from statistics import NormalDist
 
@@ -404,3 +404,42 @@ def psi_min_n_eff(bins: int, max_psi: float, detect: float, alpha: float, power:
     guess = ((z_a + z_b) ** 2 * 4.0 * detect) / (detect - max_psi) ** 2  # the normal limit
     found = _smallest(lambda n: psi_power(bins, n, max_psi, detect, alpha) >= power, 0.25 * guess)
     return None if found is None else int(found)
+
+
+# --- a mean bounded from a histogram: predictionAgreement for regressors --------------------
+
+
+def mean_lower_bound(total: float, count: float, buckets: Sequence[tuple[float, float]], alpha: float) -> float:
+    """A one-sided (1 - alpha) lower confidence bound of the mean of non-negative values known
+    only by their sum, their count and a histogram (``(upper edge, count)`` per bucket, edges
+    increasing, the last may be ``inf``): the normal approximation ``mean - z·s/√n``, with the
+    sample variance taken at the largest the histogram and the sum allow (every value at its
+    bucket's lower edge, then the sum left over raising values to their upper edges, the
+    highest buckets first; past the last finite edge one value takes all that is left), so the
+    bound errs low, towards passing. Asymptotic: heavy tails need many pairs."""
+    n = count
+    if n < 2:
+        return 0.0
+    mean = total / n
+    rows, previous = [], 0.0  # (lower edge, upper edge, count)
+    for edge, k in buckets:
+        if k > 0:
+            rows.append((previous, edge, k))
+        if math.isfinite(edge):
+            previous = edge
+    left = total - sum(lo * k for lo, _, k in rows)
+    squares = 0.0
+    for lo, hi, k in sorted(rows, key=lambda r: r[0] + r[1], reverse=True):
+        if not math.isfinite(hi):  # all the rest on one value: the most uneven split
+            squares += (k - 1) * lo * lo + (lo + max(left, 0.0)) ** 2
+            left = 0.0
+            continue
+        whole = min(k, math.floor(max(left, 0.0) / (hi - lo))) if hi > lo else 0
+        squares += whole * hi * hi
+        left -= whole * (hi - lo)
+        if whole < k:  # one value partly raised, the others at the lower edge
+            part = min(max(left, 0.0), hi - lo)
+            squares += (lo + part) ** 2 + (k - whole - 1) * lo * lo
+            left -= part
+    variance = max(squares - n * mean * mean, 0.0) / (n - 1)
+    return max(mean - normal_quantile(1.0 - alpha) * math.sqrt(variance / n), 0.0)

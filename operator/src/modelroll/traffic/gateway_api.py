@@ -1,5 +1,7 @@
-"""Gateway API routing: an HTTPRoute NAME with weighted backendRefs to the track Services,
-and a RequestMirror filter for shadow traffic (pure)."""
+"""Gateway API routing: an HTTPRoute NAME with weighted backendRefs to the track Services (pure).
+
+No RequestMirror for the shadow phase: the stable's servers copy requests to the canary
+themselves and compare the answers, which a mirror (responses discarded) cannot."""
 
 from __future__ import annotations
 
@@ -41,16 +43,6 @@ def build_gateway_routing(owner: Owner, traffic: TrafficRouting, routing: Routin
     rule: dict[str, Any] = {
         "backendRefs": [{"name": svc, "port": SERVICE_PORT, "weight": w} for svc, w in weights.items()]
     }
-    if routing.mirror_percent:
-        rule["filters"] = [
-            {
-                "type": "RequestMirror",
-                "requestMirror": {
-                    "backendRef": {"name": canary_svc, "port": SERVICE_PORT},
-                    "percent": routing.mirror_percent,
-                },
-            }
-        ]
     route_spec: dict[str, Any] = {"parentRefs": [_parent(r) for r in traffic.gateway_parent_refs], "rules": [rule]}
     if traffic.hostnames:
         route_spec["hostnames"] = list(traffic.hostnames)

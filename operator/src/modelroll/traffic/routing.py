@@ -16,11 +16,14 @@ from ..spec import ModelDeploymentSpec
 class Routing:
     """``canary_weight`` percent to the canary track (only counted once it has ready Pods);
     ``active`` is the track the main Service selects when the strategy switches tracks
-    (blue-green), or None to select every ready Pod (replica ratio)."""
+    (blue-green) or keeps users off the canary (the shadow phase), or None to select every
+    ready Pod (replica ratio); ``shadow_percent`` of stable's requests are copied to the canary
+    by stable's own servers (the shadow phase; not the router's business: the planner writes
+    the ConfigMap they read)."""
 
     canary_weight: int = 0
     active: str | None = None
-    mirror_percent: int = 0
+    shadow_percent: int = 0
     preview: bool = False  # blue-green: also a NAME-preview Service for the new track
 
 
