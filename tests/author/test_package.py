@@ -133,6 +133,7 @@ def test_the_printed_spec_is_what_the_operator_parses(models, tmp_path):
     assert spec.model.digest == sha256_of(out / "model.skops")
     assert (spec.model.format, spec.model.version, spec.model.method) == ("skops", "1.10", "predict_proba")
     assert spec.drift_reference_uri == (out / "reference.json").as_uri()
+    assert spec.drift_reference_digest == sha256_of(out / "reference.json")
 
 
 def test_out_dir_rules_and_input_errors(models, tmp_path):

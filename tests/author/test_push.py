@@ -70,6 +70,7 @@ def test_push_to_a_directory(package_dir, tmp_path):
     assert spec.model.uri == (dest / "model.skops").as_uri() and spec.model.version == "v1"
     assert spec.model.digest == sha256_of(dest / "model.skops")
     assert spec.drift_reference_uri == (dest / "reference.json").as_uri()
+    assert spec.drift_reference_digest == sha256_of(dest / "reference.json")
 
 
 def test_push_to_s3_and_fetch_back_with_the_digest(package_dir, s3, tmp_path):
@@ -82,7 +83,10 @@ def test_push_to_s3_and_fetch_back_with_the_digest(package_dir, s3, tmp_path):
         (f"s3://models/fraud/v1/{n}", sha256_of(package_dir / n), (package_dir / n).stat().st_size) for n in names
     ]
     assert got["spec"]["model"]["uri"] == "s3://models/fraud/v1/model.skops"
-    assert got["spec"]["monitoring"]["drift"]["referenceUri"] == "s3://models/fraud/v1/reference.json"
+    assert got["spec"]["monitoring"]["drift"] == {
+        "referenceUri": "s3://models/fraud/v1/reference.json",
+        "referenceDigest": sha256_of(package_dir / "reference.json"),
+    }
     for o, n in zip(got["objects"], names, strict=True):  # as the Pod's init container reads them
         dest = tmp_path / "fetched" / n / n
         assert_fetched(run_fetch(tmp_path, o["uri"], dest, o["digest"], env), dest, (package_dir / n).read_bytes())

@@ -477,7 +477,7 @@ INVALID: list[tuple[str, str, str, str]] = [
     ),
     (
         "drift-reference-bare-path",
-        "monitoring: {drift: {referenceUri: /data/reference.json}}",
+        f"monitoring: {{drift: {{referenceUri: /data/reference.json, referenceDigest: '{DIGEST}'}}}}",
         "spec.monitoring.drift.referenceUri",
         "a bare path is not allowed",
     ),
@@ -607,7 +607,7 @@ trafficRouting:
   shadow: {{percent: 20}}
 autoscaling: {{minReplicas: 2, maxReplicas: 10, targetCPUUtilizationPercentage: 70}}
 monitoring:
-  drift: {{referenceUri: "https://models.example.com/fraud/v8/reference.json"}}
+  drift: {{referenceUri: "https://models.example.com/fraud/v8/reference.json", referenceDigest: "{digest}"}}
 """
 
 

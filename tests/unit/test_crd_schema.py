@@ -388,7 +388,8 @@ def test_the_parser_judges_uris_as_the_crd_does(uri: str, ok: bool) -> None:
 
     digest = "sha256:" + "0" * 64
     try:
-        parse_spec({"model": {"uri": uri, "digest": digest}, "monitoring": {"drift": {"referenceUri": uri}}})
+        drift = {"referenceUri": uri, "referenceDigest": digest}
+        parse_spec({"model": {"uri": uri, "digest": digest}, "monitoring": {"drift": drift}})
     except SpecError as e:
         assert not ok and e.path == "spec.model.uri", e
     else:

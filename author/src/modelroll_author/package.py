@@ -168,14 +168,15 @@ def package(
 
 
 def spec_fields(
-    uri: str, digest: str, fmt: str, version: str | None, method: str, reference_uri: str
+    uri: str, digest: str, fmt: str, version: str | None, method: str, reference_uri: str, reference_digest: str
 ) -> dict[str, Any]:
     """The ModelDeployment spec fields that name this artifact and its reference statistics."""
     model: dict[str, Any] = {"uri": uri, "digest": digest, "format": fmt}
     if version is not None:
         model["version"] = version
     model["method"] = method
-    return {"model": model, "monitoring": {"drift": {"referenceUri": reference_uri}}}
+    drift = {"referenceUri": reference_uri, "referenceDigest": reference_digest}
+    return {"model": model, "monitoring": {"drift": drift}}
 
 
 def spec_yaml(fields: dict[str, Any]) -> str:
@@ -185,7 +186,8 @@ def spec_yaml(fields: dict[str, Any]) -> str:
     for key, value in fields["model"].items():
         shown = json.dumps(value) if key == "version" else value
         lines.append(f"  {key}: {shown}")
-    lines += ["monitoring:", f"  drift: {{referenceUri: {fields['monitoring']['drift']['referenceUri']}}}"]
+    lines += ["monitoring:", "  drift:"]
+    lines += [f"    {key}: {value}" for key, value in fields["monitoring"]["drift"].items()]
     return "\n".join(lines)
 
 
@@ -198,4 +200,5 @@ def package_spec(pkg: Package) -> dict[str, Any]:
         pkg.version,
         pkg.method,
         pkg.reference.path.resolve().as_uri(),
+        pkg.reference.digest,
     )

@@ -158,4 +158,6 @@ def pushed_spec(directory: Path, done: list[Pushed]) -> dict[str, Any] | None:
     if m is None or m.artifact not in by_name or contract.REFERENCE_FILE not in by_name:
         return None
     artifact, reference = by_name[m.artifact], by_name[contract.REFERENCE_FILE]
-    return package.spec_fields(artifact.uri, artifact.digest, m.format, m.version, m.method, reference.uri)
+    return package.spec_fields(
+        artifact.uri, artifact.digest, m.format, m.version, m.method, reference.uri, reference.digest
+    )
