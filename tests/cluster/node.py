@@ -357,6 +357,10 @@ def _kubelet_config(state_dir: Path, pki: Path, healthz_port: int, port: int) ->
         },
         "serializeImagePulls": False,
         "nodeStatusReportFrequency": "10s",
+        # A ConfigMap volume is refreshed when its Pod is synced: every syncFrequency (1m by
+        # default, plus jitter). 5s lets a shadow phase start and end within seconds in the
+        # tests (tests/e2e/test_shadow_phase.py) at the cost of more frequent Pod syncs.
+        "syncFrequency": "5s",
         "maxPods": 110,
     }
 
