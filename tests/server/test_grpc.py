@@ -163,7 +163,7 @@ def test_raw_contents_answer_raw_bit_for_bit(lr, models):
 def test_default_output_and_other_datatypes(lr, models):
     X = models.X[:3]
     resp = lr.stub.ModelInfer(request(X), timeout=10)  # no outputs asked: the server's --method
-    assert [o.name for o in resp.outputs] == ["predict"] and resp.id == ""
+    assert [o.name for o in resp.outputs] == ["predict"] and resp.id  # none sent: one generated (feedback.py)
     X32 = X.astype(np.float32)
     resp = lr.stub.ModelInfer(request(X32, datatype="FP32", field="fp32_contents"), timeout=10)
     assert list(resp.outputs[0].contents.int64_contents) == models.lr.predict(X32.astype(np.float64)).tolist()

@@ -86,6 +86,9 @@ ENV_TERMINATION_LOG = "MODELROLL_SERVER_TERMINATION_LOG"
 ENV_LOG_LEVEL = "MODELROLL_SERVER_LOG_LEVEL"
 ENV_SHADOW_CONFIG = "MODELROLL_SERVER_SHADOW_CONFIG"  # the file that names the canary to shadow
 ENV_SHADOW_QUEUE_BYTES = "MODELROLL_SERVER_SHADOW_QUEUE_BYTES"
+# the window of recent predictions that late labels (POST .../feedback) are matched against
+ENV_FEEDBACK_WINDOW_ROWS = "MODELROLL_SERVER_FEEDBACK_WINDOW_ROWS"  # per worker; 0: off
+ENV_FEEDBACK_MAX_AGE_SECONDS = "MODELROLL_SERVER_FEEDBACK_MAX_AGE_SECONDS"
 ENV_REFERENCE = "MODELROLL_SERVER_REFERENCE"  # reference.json of the served model (drift metrics)
 
 # --- Paired shadow comparison: the stable's server copies requests to the canary ------------
@@ -109,6 +112,13 @@ METRIC_SHADOW_REQUESTS = "modelroll_shadow_requests_total"  # + outcome: compare
 METRIC_SHADOW_PENDING = "modelroll_shadow_pending_requests"  # gauge: copies queued or being sent
 METRIC_SHADOW_ROWS = "modelroll_shadow_rows_total"  # classifiers, + result: agree | disagree
 METRIC_SHADOW_ABS_DIFFERENCE = "modelroll_shadow_abs_difference"  # regressors: histogram of |ours - canary's|
+# live accuracy from late labels (POST /v2/models/NAME/feedback), per labelled row, + result:
+# classifiers correct | incorrect | unmatched, regressors matched | unmatched (no prediction in
+# the window: unknown, expired, overwritten or already labelled); never in METRIC_REQUESTS
+METRIC_FEEDBACK = "modelroll_feedback_total"
+FEEDBACK_RESULTS = ("correct", "incorrect", "matched", "unmatched")
+METRIC_FEEDBACK_ABS_ERROR = "modelroll_feedback_abs_error"  # regressors: histogram of |predicted - label|
+REQUEST_ID_HEADER = "x-request-id"  # KServe V1 answers carry the id feedback refers to here
 # regressors: histogram of predicted values over fixed buckets every server shares (so a canary's
 # and a stable's compare bucket by bucket, whatever their references)
 METRIC_PREDICTION_VALUE = "modelroll_prediction_value"

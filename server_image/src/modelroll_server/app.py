@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from modelroll_contract import LIVE_PATH, METRICS_PATH, READY_PATH
+from modelroll_contract import LIVE_PATH, METRICS_PATH, READY_PATH, REQUEST_ID_HEADER
 
-from . import __version__, openapi
+from . import __version__, feedback, openapi
 from .batching import Batcher, Job
 from .config import Settings
 from .errors import ClientError, MethodNotAllowed, NotFound
@@ -59,6 +59,10 @@ class App:
         self.draining = False
         self.metadata: dict[str, Any] = {}
         self.metadata_body = b""
+        # predictions kept for late labels: the window shared by this server's workers
+        self.window = feedback.window(settings.feedback_window_rows, settings.feedback_max_age_seconds)
+        self.feedback: feedback.Feedback | None = None
+        self.new_id = feedback.RequestIds(self.window.region).new  # for requests that bring none
         self.routes = self._routes()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -83,6 +87,7 @@ class App:
             self.loop, model, self.metrics, self.s.max_batch_size,
             self.s.max_batch_wait_ms / 1000.0, lambda: self.open_connections() + self.grpc_clients(),
         )  # fmt: skip
+        self.feedback = feedback.Feedback(self.window, model, self.metrics)
 
     def _metadata(self, m: LoadedModel) -> dict[str, Any]:
         outputs: list[dict[str, Any]] = []
@@ -141,6 +146,7 @@ class App:
             r[prefix] = (b"GET", self.h_model_metadata)
             r[prefix + b"/ready"] = (b"GET", self.h_model_ready)
             r[prefix + b"/infer"] = (b"POST", V2)
+            r[prefix + b"/feedback"] = (b"POST", self.h_feedback)
         return r
 
     def not_found(self, method: bytes, path: bytes) -> tuple[int | None, ClientError]:
@@ -205,6 +211,32 @@ class App:
     def h_openapi(self) -> tuple[int, bytes, bytes]:
         return 200, openapi.document(self.s.name, self.s.version, self.model.n_features if self.model else None), JSON
 
+    def h_feedback(self, reply: Reply, body: bytes) -> None:
+        """Late labels for earlier requests (feedback.py); never counted as inference."""
+        fb = self.feedback
+        if fb is None:
+            reply(503, error_body("model is not ready yet"), JSON, b"")
+            return
+        if len(body) >= OFF_LOOP_BYTES:  # parsing a large body must not hold the loop
+            fut = self.loop.run_in_executor(None, _parse_feedback, fb, body)
+            fut.add_done_callback(lambda f: self._feedback_parsed(reply, fb, f.result()))
+            return
+        self._feedback_parsed(reply, fb, _parse_feedback(fb, body))
+
+    def _feedback_parsed(self, reply: Reply, fb: feedback.Feedback, parsed: feedback.Parsed | Exception) -> None:
+        try:
+            if isinstance(parsed, Exception):
+                raise parsed
+            answer = fb.apply(parsed)  # on the loop: it counts in this worker's metrics
+        except ClientError as e:
+            reply(e.status, error_body(str(e)), JSON, b"")
+            return
+        except Exception as e:  # a bug must not take the connection down
+            log.exception("feedback failed")
+            reply(500, error_body(f"internal error: {e}"), JSON, b"")
+            return
+        reply(200, orjson.dumps(answer), JSON, b"")
+
     # --- dispatch -----------------------------------------------------------------------
     def dispatch(self, method: bytes, path: bytes, body: bytes, reply: Reply) -> None:
         """Answer one request through ``reply``; HEAD is GET without a body (the caller drops it)."""
@@ -232,6 +264,9 @@ class App:
             return
         if isinstance(handler, int):
             self.infer(reply, handler, body, t0)
+            return
+        if allowed == b"POST":
+            handler(reply, body)
             return
         try:
             status, out, ctype = handler()
@@ -287,15 +322,33 @@ class App:
             return
         X, want_predict, want_proba, rid = decoded
         off_loop = size >= OFF_LOOP_BYTES
+        # Every answer carries an id, the client's or a new one, that late labels refer to
+        # (V2 and gRPC: the answer's id; KServe V1: a header, its body having no place for one).
+        extra = b""
+        if proto == V2:
+            if rid is None or rid == "":  # as over gRPC, where an empty id is no id
+                rid = self.new_id()
+            key = rid if type(rid) is str else None  # feedback ids are strings
+        elif proto == GRPC:
+            if not rid.id:
+                rid = rid._replace(id=self.new_id())
+            key = rid.id
+        else:
+            key = self.new_id()
+            extra = b"%s: %s\r\n" % (REQUEST_ID_HEADER.encode(), key.encode())
+        record = self.feedback.record if self.window.rows and key is not None else None  # type: ignore[union-attr]
 
         def done(pred: Any, proba: Any, err: BaseException | None) -> None:
             if err is not None:
                 self.finish(reply, proto, t0, 500, error_body(f"model raised {type(err).__name__}: {err}"))
-            elif off_loop:
+                return
+            if record is not None:  # before answering: a label may follow the answer at once
+                record(key, pred, proba)  # type: ignore[arg-type]
+            if off_loop:
                 fut = self.loop.run_in_executor(None, self.encode, proto, rid, pred, proba)
-                fut.add_done_callback(lambda f: self.finish(reply, proto, t0, *f.result()))
+                fut.add_done_callback(lambda f: self._encoded(reply, proto, t0, f.result(), extra))
             else:
-                self.finish(reply, proto, t0, *self.encode(proto, rid, pred, proba))
+                self._encoded(reply, proto, t0, self.encode(proto, rid, pred, proba), extra)
 
         assert self.batcher is not None
         self.batcher.submit(Job(X, want_predict, want_proba, done))
@@ -311,8 +364,19 @@ class App:
             log.exception("cannot encode a response")
             return 500, error_body(f"cannot encode the output: {e}")
 
+    def _encoded(self, reply: Reply, proto: int, t0: float, answer: tuple[int, bytes], extra: bytes) -> None:
+        status, body = answer
+        self.finish(reply, proto, t0, status, body, extra if status == 200 else b"")
+
     def finish(self, reply: Reply, proto: int, t0: float, status: int, body: bytes, extra: bytes = b"") -> None:
         m = self.metrics
         m.inflight(-1)
         m.request_done(proto, status, time.perf_counter() - t0)
         reply(status, body, JSON, extra)
+
+
+def _parse_feedback(fb: feedback.Feedback, body: bytes) -> feedback.Parsed | Exception:
+    try:
+        return fb.parse(body)
+    except Exception as e:  # answered on the loop
+        return e

@@ -102,6 +102,10 @@ def serve_command(settings: Settings) -> int:
         return stopped(settings.termination_log, REASON_BAD_CONFIGURATION, str(e))
     metrics = Metrics(settings.name, settings.version, settings.track, regions=settings.workers,
                       extra_slots=drift.size if drift is not None else 0)  # fmt: skip
+    # before forking: the window of recent predictions, one region per worker (feedback.py)
+    from . import feedback
+
+    feedback.share(settings.feedback_window_rows, settings.workers, settings.feedback_max_age_seconds)
     if settings.workers == 1:
         return _run_worker(settings, metrics, listener, model, drift)
     return _supervise(settings, metrics, listener, model, drift)
@@ -140,6 +144,9 @@ def _supervise(
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a pending stop ends it here
                 metrics.use_region(index)  # type: ignore[attr-defined]
                 metrics.worker_restarted()  # type: ignore[attr-defined]
+                from . import feedback
+
+                feedback.use_region(index)
                 code = _run_worker(settings, metrics, listener, model, drift)
             except BaseException:
                 log.exception("worker crashed")

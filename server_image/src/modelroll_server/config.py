@@ -11,6 +11,8 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from modelroll_contract import (
     ENV_DIGEST,
+    ENV_FEEDBACK_MAX_AGE_SECONDS,
+    ENV_FEEDBACK_WINDOW_ROWS,
     ENV_FORMAT,
     ENV_GRACE_SECONDS,
     ENV_GRPC_PORT,
@@ -76,6 +78,9 @@ class Settings:
     grace_seconds: float = 25.0
     shadow_config: str | None = None  # the file naming the canary to copy requests to (shadow.py)
     shadow_queue_bytes: int = 16 * 1024 * 1024  # per worker, of copied rows waiting to be sent
+    # predictions kept for late labels (feedback.py), per worker: about 72 bytes a row; 0: off
+    feedback_window_rows: int = 100_000
+    feedback_max_age_seconds: float = 3600.0  # an older prediction is unmatched
     reference: str | None = None  # the model's reference.json: drift metrics (drift.py)
     termination_log: str = TERMINATION_LOG
     log_level: str = "INFO"
@@ -106,6 +111,8 @@ _ENV: dict[str, str] = {
     "grace_seconds": ENV_GRACE_SECONDS,
     "shadow_config": ENV_SHADOW_CONFIG,
     "shadow_queue_bytes": ENV_SHADOW_QUEUE_BYTES,
+    "feedback_window_rows": ENV_FEEDBACK_WINDOW_ROWS,
+    "feedback_max_age_seconds": ENV_FEEDBACK_MAX_AGE_SECONDS,
     "reference": ENV_REFERENCE,
     "termination_log": ENV_TERMINATION_LOG,
     "log_level": ENV_LOG_LEVEL,
@@ -177,7 +184,10 @@ def _validate(s: Settings) -> None:
     for flag in ("max_body_bytes", "max_header_bytes", "max_concurrent_requests", "shadow_queue_bytes"):
         if getattr(s, flag) < 1:
             raise bad(flag.replace("_", "-"), f"must be positive, got {getattr(s, flag)}")
-    for flag in ("header_timeout_seconds", "body_timeout_seconds", "keep_alive_seconds", "grace_seconds"):
+    if s.feedback_window_rows < 0:
+        raise bad("feedback-window-rows", f"must be >= 0 (0: no feedback window), got {s.feedback_window_rows}")
+    for flag in ("header_timeout_seconds", "body_timeout_seconds", "keep_alive_seconds", "grace_seconds",
+                 "feedback_max_age_seconds"):  # fmt: skip
         if not getattr(s, flag) > 0:
             raise bad(flag.replace("_", "-"), f"must be positive, got {getattr(s, flag)}")
     if s.format is not None and s.format not in MODEL_FORMATS:

@@ -17,8 +17,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from modelroll_contract import (
+    FEEDBACK_RESULTS,
     METRIC_BATCH_SIZE,
     METRIC_CONFIDENCE,
+    METRIC_FEEDBACK,
+    METRIC_FEEDBACK_ABS_ERROR,
     METRIC_INFLIGHT,
     METRIC_LATENCY,
     METRIC_LOAD_SECONDS,
@@ -77,6 +80,9 @@ class _Layout:
         self.shadow_requests = self._take(len(SHADOW_OUTCOMES))
         self.shadow_rows = self._take(len(SHADOW_RESULTS))
         self.shadow_diff = self._take(_hist_size(DIFFERENCE_BUCKETS))
+        # late labels (feedback.py): rows by result, and a regressor's |predicted - label|
+        self.feedback = self._take(len(FEEDBACK_RESULTS))
+        self.feedback_error = self._take(_hist_size(DIFFERENCE_BUCKETS))
         self.prediction_value = self._take(_hist_size(PREDICTION_VALUE_BUCKETS))  # regressors
 
     def _take(self, n: int) -> int:
@@ -198,6 +204,23 @@ class Metrics:
         extra: np.ndarray = self._arr[LAYOUT.size :]
         return extra
 
+    # --- late labels (feedback.py) ----------------------------------------------------------
+    def feedback_rows(self, correct: int = 0, incorrect: int = 0, unmatched: int = 0) -> None:
+        mv = self._mv
+        mv[LAYOUT.feedback] += correct
+        mv[LAYOUT.feedback + 1] += incorrect
+        mv[LAYOUT.feedback + 3] += unmatched
+
+    def feedback_errors(self, errors: np.ndarray) -> None:
+        """A regressor's matched rows: |predicted - label| each."""
+        h = LAYOUT.feedback_error
+        nb = len(DIFFERENCE_BUCKETS)
+        b = np.searchsorted(DIFFERENCE_BUCKETS, errors, side="left")
+        self._arr[h : h + nb + 1] += np.bincount(b, minlength=nb + 1)
+        self._arr[h + nb + 1] += float(errors.sum())
+        self._arr[h + nb + 2] += len(errors)
+        self._arr[LAYOUT.feedback + 2] += len(errors)
+
     # --- shadowing (shadow.py) ------------------------------------------------------------
     def shadow_target(self, version: str | None) -> None:
         """Count from now on against canary ``version`` (None: not shadowing). A new version
@@ -294,6 +317,17 @@ class Metrics:
             hist(METRIC_PREDICTION_VALUE, LAYOUT.prediction_value, PREDICTION_VALUE_BUCKETS, "")
         for renderer in self.renderers:
             out.extend(renderer(self._all[:, LAYOUT.size :], base))
+        header(METRIC_FEEDBACK, "counter", "Labelled rows (POST .../feedback) by result: "
+               + ("correct or incorrect prediction" if self.classes else "matched a prediction")
+               + ", or unmatched (no prediction with that id in the window).")  # fmt: skip
+        for i, result in enumerate(FEEDBACK_RESULTS):
+            if result in (("matched",) if self.classes else ("correct", "incorrect")):
+                continue  # classifiers: correct, incorrect; regressors: matched (and both: unmatched)
+            v = float(total[LAYOUT.feedback + i])
+            out.append(f'{METRIC_FEEDBACK}{{{base},result="{result}"}} {_fmt(v)}')
+        if not self.classes:
+            header(METRIC_FEEDBACK_ABS_ERROR, "histogram", "Absolute error of each labelled row's prediction.")
+            hist(METRIC_FEEDBACK_ABS_ERROR, LAYOUT.feedback_error, DIFFERENCE_BUCKETS, "")
         if self.shadow_version is not None:
             # only the regions counting against the same canary (a worker that has not yet
             # seen a new target still counts against the old one)

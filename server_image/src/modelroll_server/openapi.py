@@ -116,6 +116,30 @@ def _build(name: str, version: str, n_features: int | None) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {"application/json": {"schema": infer_request}}},  # fmt: skip
         "responses": {"200": _json(infer_response), **errors},
     }
+    feedback_item = {
+        "type": "object",
+        "required": ["id", "labels"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "description": "the id of an earlier inference answer"},
+            "labels": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]},
+                "description": "the true label (classifiers) or value (regressors) of each row, in order",
+            },
+        },
+    }
+    feedback_op = {
+        "summary": "Late labels for earlier requests: counted as live accuracy (modelroll_feedback_total)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+            feedback_item, {"type": "array", "minItems": 1, "items": feedback_item}]}}}},
+        "responses": {
+            "200": _json({"type": "object", "required": ["matched", "unmatched"], "properties": {
+                "matched": {"type": "integer"}, "unmatched": {"type": "integer"},
+                "unmatched_ids": {"type": "array", "items": {"type": "string"}}}}),
+            **errors,
+        },
+    }  # fmt: skip
     paths: dict[str, Any] = {
         "/v2/health/live": {
             "get": {
@@ -172,6 +196,7 @@ def _build(name: str, version: str, n_features: int | None) -> dict[str, Any]:
                                             "responses": {"200": model_ready, "404": _ERROR,
                                                           "503": model_ready}}}  # fmt: skip
         paths[prefix + "/infer"] = {"post": {**infer_op, "parameters": params}}
+        paths[prefix + "/feedback"] = {"post": {**feedback_op, "parameters": params}}
     paths["/v1/models/{model_name}"] = {"get": {
         "summary": "KServe V1 model status", "parameters": [name_param],
         "responses": {"200": model_ready, "404": _ERROR, "503": model_ready}}}  # fmt: skip
