@@ -19,7 +19,7 @@ import joblib
 import numpy as np
 import pytest
 import requests
-from conftest import N_FEATURES, Models, Server, running_server, sha256_of, spawn_server
+from conftest import N_FEATURES, Models, Server, running_server, sha256_of, spawn_server, wait_until
 from modelroll_contract import EXIT_BAD_CONFIGURATION, EXIT_INTEGRITY_MISMATCH
 from modelroll_contract import reference as contract
 from modelroll_server.drift import MAX_FEATURES, WINDOW_ROWS, DriftLayout
@@ -67,14 +67,23 @@ def write_reference(path: Path, ref: contract.Reference) -> Path:
     return path
 
 
-def drift_series(srv: Server) -> dict[str, dict[tuple[str, str | None], float]]:
-    """metric -> (feature, bin) -> value, for the drift families."""
+def drift_series(srv: Server, rows: int | None = None) -> dict[str, dict[tuple[str, str | None], float]]:
+    """metric -> (feature, bin) -> value, for the drift families; with ``rows``, once every
+    worker has counted that many rows (rows are counted in bulk, within FLUSH_SECONDS)."""
+    if rows is not None:
+        wait_until(lambda: sum(drift_series(srv)["modelroll_feature_bin_total"].values()) >= rows * counted(srv),
+                   timeout=10, what=f"{rows} rows counted")  # fmt: skip
     out: dict[str, dict[tuple[str, str | None], float]] = {}
     for key, value in srv.metrics().items():
         m = SERIES.match(key)
         if m and m.group(1).startswith("modelroll_feature_"):
             out.setdefault(m.group(1), {})[(m.group(2), m.group(3))] = value
     return out
+
+
+def counted(srv: Server) -> int:
+    """How many features the server counts (the series of one bin per feature)."""
+    return len({f for f, _ in drift_series(srv)["modelroll_feature_bin_total"]})
 
 
 def expected_bins(ref: contract.Reference, rows: np.ndarray) -> dict[tuple[str, str | None], float]:
@@ -93,8 +102,9 @@ def expected_bins(ref: contract.Reference, rows: np.ndarray) -> dict[tuple[str, 
     return out
 
 
-def psi_of(srv: Server) -> dict[str, float]:
-    return {f: v for (f, _), v in drift_series(srv).get("modelroll_feature_psi", {}).items()}
+def psi_of(srv: Server, rows: int) -> dict[str, float]:
+    """The PSI gauges once ``rows`` rows in all were counted."""
+    return {f: v for (f, _), v in drift_series(srv, rows).get("modelroll_feature_psi", {}).items()}
 
 
 def send(srv: Server, rows: np.ndarray, size: int = 500) -> None:
@@ -133,7 +143,7 @@ def test_bin_counts_equal_the_rows_sent_and_reference_gauges_equal_the_file(mode
             r = srv.infer(rows)
             assert r.status_code == 200, r.text
         sent = np.concatenate(batches)
-        got = drift_series(srv)
+        got = drift_series(srv, len(sent))
     assert got["modelroll_feature_bin_total"] == expected_bins(ref, sent)
     assert got["modelroll_feature_reference_proportion"] == {
         (f.name, label): p
@@ -151,21 +161,21 @@ def test_sliding_psi_stays_near_zero_for_reference_like_rows_and_moves_with_shif
     like = models.X[rng.integers(0, len(models.X), 8000)]
     shifted = like + 2.0 * models.X.std(axis=0)
     with running_server(tmp_path, models.paths["lr"], "lr", ["--reference", str(path)]) as srv:
-        assert psi_of(srv) == {}  # no series before the first row
+        assert psi_of(srv, 0) == {}  # no series before the first row
         send(srv, like)
+        calm = psi_of(srv, 8000)
         assert srv.metrics()[WINDOW_SERIES] == 8000
-        calm = psi_of(srv)
         assert len(calm) == N_FEATURES and max(calm.values()) < 0.02, calm
         send(srv, shifted[:4000])  # half the window shifted
-        half = psi_of(srv)
+        half = psi_of(srv, 12000)
         assert min(half.values()) > 0.2, half
         send(srv, shifted)  # the whole window is shifted rows now
-        drifted = psi_of(srv)
+        drifted = psi_of(srv, 20000)
         assert min(drifted.values()) > 1.0 and all(drifted[f] > half[f] for f in drifted), drifted
         assert srv.metrics()[WINDOW_SERIES] == WINDOW_ROWS
         send(srv, like)
         send(srv, like[:2000])  # 10,000 reference-like rows: the shifted ones have all left the window
-        back = psi_of(srv)
+        back = psi_of(srv, 30000)
         assert max(back.values()) < 0.02, back
 
 
@@ -180,7 +190,7 @@ def test_several_workers_sum_their_counts(models, lr_reference, tmp_path):
                                     "data": rows.ravel().tolist()}]}  # fmt: skip
                 assert s.post(f"{srv.url}/v2/models/lr/infer", json=body, timeout=30).status_code == 200
         sent = np.concatenate(chunks)
-        got = drift_series(srv)
+        got = drift_series(srv, len(sent))
         window = srv.metrics()[WINDOW_SERIES]
     assert got["modelroll_feature_bin_total"] == expected_bins(ref, sent)
     assert window == len(sent)
@@ -201,7 +211,7 @@ def test_missing_values_have_their_own_bin(models, tmp_path):
         body = {"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP64", "data": rows.ravel().tolist()}]}
         r = srv.post("/v2/models/hgb/infer", data=json.dumps(body).encode())  # NaN as JSON's common extension
         assert r.status_code == 200, r.text
-        got = drift_series(srv)
+        got = drift_series(srv, len(rows))
     expected = expected_bins(ref, rows)
     for f in ref.features:
         expected.setdefault((f.name, "missing"), 0.0)
@@ -225,8 +235,8 @@ def test_regressor_prediction_histogram_and_drift(tmp_path):
     rows = np.concatenate([rng.normal(size=(200, 6)), np.zeros((1, 6))])
     with running_server(tmp_path, mpath, "ridge", ["--reference", str(path)]) as srv:
         send(srv, rows, size=37)
+        got = drift_series(srv, len(rows))
         metrics = srv.metrics()
-        got = drift_series(srv)
     pred = model.predict(rows)
     base = 'model_name="ridge",model_version="1",track="stable"'
     cumulative = 0
@@ -256,7 +266,7 @@ def test_only_the_first_features_are_watched(tmp_path):
     path = write_reference(tmp_path / "reference.json", reference_for(mpath, model, X))
     with running_server(tmp_path, mpath, "wide", ["--reference", str(path)]) as srv:
         assert srv.infer(X[:3]).status_code == 200
-        got = drift_series(srv)
+        got = drift_series(srv, 3)
         log = srv.output()
     watched = {f for f, _ in got["modelroll_feature_bin_total"]}
     assert watched == {f"f{i}" for i in range(MAX_FEATURES)}

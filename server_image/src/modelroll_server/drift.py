@@ -17,6 +17,7 @@ counted twice in the shared metrics table (metrics.py):
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,12 @@ PSI_FLOOR = 1.0 / WINDOW_ROWS
 # Up to this many comparisons (rows x features x edges) bin a batch in one broadcast
 # comparison; a larger batch takes one searchsorted per feature (fewer operations, more calls).
 BROADCAST_LIMIT = 1 << 16
+# Rows are binned and counted in bulk, not per batch: a batch only keeps its rows for later
+# (a list append), and the rows kept are counted once there are FLUSH_ROWS of them or
+# FLUSH_SECONDS after the first, whichever comes first. Binning one row at a time cost as
+# much as LogisticRegression's own prediction; in bulk it is a fraction of a microsecond a row.
+FLUSH_ROWS = 4096
+FLUSH_SECONDS = 0.25
 
 
 class ReferenceRefused(ValueError):
@@ -163,9 +170,8 @@ class DriftLayout:
         if n * f * self.padded.shape[1] <= BROADCAST_LIMIT:
             bins = (Xw[:, :, None] > self.padded[None, :, :]).sum(axis=2)
         else:
-            bins = np.empty((n, f), dtype=np.intp)
-            for i, e in enumerate(self.edges):
-                bins[:, i] = np.searchsorted(e, Xw[:, i], side="left")
+            columns = np.ascontiguousarray(Xw.T)  # one pass, then each feature's values are contiguous
+            bins = np.stack([np.searchsorted(e, columns[i], side="left") for i, e in enumerate(self.edges)], axis=1)
         slots = bins + self.offsets
         if self.allow_nan:
             nan = np.isnan(Xw)
@@ -188,8 +194,12 @@ def psi(window: np.ndarray, reference: np.ndarray) -> float:
 class Drift:
     """One worker's drift counting: the batcher's hook and a renderer for ``/metrics``."""
 
-    def __init__(self, layout: DriftLayout, metrics: Metrics) -> None:
+    def __init__(self, layout: DriftLayout, metrics: Metrics, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.layout = layout
+        self.loop = loop  # None: counted at once (tests of the arithmetic)
+        self.pending: list[np.ndarray] = []  # rows answered, not yet counted
+        self.pending_rows = 0
+        self._timer: asyncio.TimerHandle | None = None
         self.slots = metrics.extra()[: layout.size]
         n = layout.slots
         # A new worker starts an empty window (a replacement's predecessor took its ring with
@@ -202,7 +212,23 @@ class Drift:
         metrics.renderers.append(self.render)
 
     def after_batch(self, jobs: Sequence[Job], pred: np.ndarray | None, proba: np.ndarray | None) -> None:
-        X = jobs[0].X if len(jobs) == 1 else np.concatenate([j.X for j in jobs])
+        self.pending += [j.X for j in jobs]
+        self.pending_rows += sum(j.n for j in jobs)
+        if self.pending_rows >= FLUSH_ROWS or self.loop is None:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self.loop.call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Count the rows kept so far."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.pending:
+            return
+        X = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+        self.pending = []
+        self.pending_rows = 0
         self.observe(X)
 
     def observe(self, X: np.ndarray) -> None:

@@ -117,7 +117,7 @@ async def serve(
         shadow.start()
     if drift is not None:
         assert app.batcher is not None
-        app.batcher.after_batch.append(Drift(drift, metrics).after_batch)
+        app.batcher.after_batch.append(Drift(drift, metrics, loop).after_batch)
     grpc = await GrpcService(app, settings).start()
     http = HttpServer(app, settings)
     # the server owns (and closes) a copy; ours stays open to take the listen queue at the end
