@@ -27,6 +27,7 @@ that slot can have), so a repeated label counts as unmatched instead of twice.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import secrets
 import time
@@ -217,11 +218,10 @@ class RequestIds:
 
     def __init__(self, worker: int) -> None:
         self.prefix = f"{secrets.token_hex(4)}-{worker}-"
-        self.count = 0
+        self._next = itertools.count(1).__next__
 
     def new(self) -> str:
-        self.count += 1
-        return f"{self.prefix}{self.count:x}"
+        return f"{self.prefix}{self._next():x}"
 
 
 # --- the feedback endpoint -------------------------------------------------------------------
