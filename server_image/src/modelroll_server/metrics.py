@@ -154,6 +154,18 @@ class Metrics:
         mv[h + nb + 1] += rows
         mv[h + nb + 2] += 1
 
+    def _observe_many(self, start: int, buckets: Sequence[float], values: np.ndarray) -> None:
+        """Add ``values`` to the histogram at ``start`` (its buckets, +Inf, sum, count); a
+        non-finite value is counted in +Inf and left out of the sum, which must stay a number."""
+        nb = len(buckets)
+        arr = self._arr
+        arr[start : start + nb + 1] += np.bincount(np.searchsorted(buckets, values, side="left"), minlength=nb + 1)
+        total = float(values.sum())
+        if not math.isfinite(total):
+            total = float(values[np.isfinite(values)].sum())
+        arr[start + nb + 1] += total
+        arr[start + nb + 2] += len(values)
+
     def predictions(self, class_index: np.ndarray | None, top_proba: np.ndarray | None) -> None:
         if (class_index is None or len(class_index) <= 8) and (top_proba is None or len(top_proba) <= 8):
             self._few_predictions(class_index, top_proba)
@@ -164,12 +176,7 @@ class Metrics:
             counts = np.bincount(idx, minlength=MAX_CLASSES + 1)
             arr[LAYOUT.predictions : LAYOUT.predictions + MAX_CLASSES + 1] += counts
         if top_proba is not None and len(top_proba):
-            h = LAYOUT.confidence
-            nb = len(CONFIDENCE_BUCKETS)
-            b = np.searchsorted(CONFIDENCE_BUCKETS, top_proba, side="left")
-            arr[h : h + nb + 1] += np.bincount(b, minlength=nb + 1)
-            arr[h + nb + 1] += float(top_proba.sum())
-            arr[h + nb + 2] += len(top_proba)
+            self._observe_many(LAYOUT.confidence, CONFIDENCE_BUCKETS, top_proba)
 
     def _few_predictions(self, class_index: np.ndarray | None, top_proba: np.ndarray | None) -> None:
         # for a handful of rows plain float adds beat numpy's per-call overhead
@@ -188,16 +195,8 @@ class Metrics:
             mv[h + nb + 2] += len(values)
 
     def prediction_values(self, values: np.ndarray) -> None:
-        """A regressor's predicted values (non-finite ones are counted in +Inf and not summed)."""
-        h = LAYOUT.prediction_value
-        nb = len(PREDICTION_VALUE_BUCKETS)
-        b = np.searchsorted(PREDICTION_VALUE_BUCKETS, values, side="left")
-        self._arr[h : h + nb + 1] += np.bincount(b, minlength=nb + 1)
-        total = float(values.sum())
-        if not math.isfinite(total):
-            total = float(values[np.isfinite(values)].sum())
-        self._arr[h + nb + 1] += total
-        self._arr[h + nb + 2] += len(values)
+        """A regressor's predicted values."""
+        self._observe_many(LAYOUT.prediction_value, PREDICTION_VALUE_BUCKETS, values)
 
     def extra(self) -> np.ndarray:
         """This worker's extra slots (a view: writes go to shared memory)."""
@@ -213,12 +212,7 @@ class Metrics:
 
     def feedback_errors(self, errors: np.ndarray) -> None:
         """A regressor's matched rows: |predicted - label| each."""
-        h = LAYOUT.feedback_error
-        nb = len(DIFFERENCE_BUCKETS)
-        b = np.searchsorted(DIFFERENCE_BUCKETS, errors, side="left")
-        self._arr[h : h + nb + 1] += np.bincount(b, minlength=nb + 1)
-        self._arr[h + nb + 1] += float(errors.sum())
-        self._arr[h + nb + 2] += len(errors)
+        self._observe_many(LAYOUT.feedback_error, DIFFERENCE_BUCKETS, errors)
         self._arr[LAYOUT.feedback + 2] += len(errors)
 
     # --- shadowing (shadow.py) ------------------------------------------------------------
@@ -242,12 +236,7 @@ class Metrics:
         self._mv[LAYOUT.shadow_rows + 1] += disagree
 
     def shadow_differences(self, diffs: np.ndarray) -> None:
-        h = LAYOUT.shadow_diff
-        nb = len(DIFFERENCE_BUCKETS)
-        b = np.searchsorted(DIFFERENCE_BUCKETS, diffs, side="left")
-        self._arr[h : h + nb + 1] += np.bincount(b, minlength=nb + 1)
-        self._arr[h + nb + 1] += float(diffs.sum())
-        self._arr[h + nb + 2] += len(diffs)
+        self._observe_many(LAYOUT.shadow_diff, DIFFERENCE_BUCKETS, diffs)
 
     def set_load_seconds(self, seconds: float) -> None:
         self._mv[LAYOUT.load_seconds] = seconds
