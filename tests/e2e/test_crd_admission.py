@@ -156,6 +156,8 @@ def test_defaults_inside_strategies(kubectl: Kubectl, namespace: str) -> None:
         "consecutiveErrorLimit": 4,
         "minSamples": 100,
         "significance": 0.01,
+        "inconclusiveLimit": 10,
+        "inconclusiveAction": "Pause",
         "gates": [{"builtin": "errorRate", "max": 0.05}],
     }
     assert canary["autoscaling"] == {
@@ -419,13 +421,26 @@ INVALID: list[tuple[str, str, str, str]] = [
         "must be less than or equal to spec.autoscaling.maxReplicas",
     ),
     (
-        "shadow-without-gatewayAPI",
+        "shadow-without-analysis",
         f"""
         strategy: {{type: Canary, canary: {{{CANARY_STEPS}}}}}
         trafficRouting: {{shadow: {{percent: 10}}}}
         """,
         "spec.trafficRouting.shadow",
-        "requires spec.trafficRouting.gatewayAPI",
+        "requires spec.strategy.canary.analysis",
+    ),
+    (
+        "agreement-without-shadow",
+        canary_with_gates("[{builtin: predictionAgreement, minAgreement: 0.99}]"),
+        "spec.strategy.canary.analysis.gates",
+        "with builtin predictionAgreement requires spec.trafficRouting.shadow",
+    ),
+    (
+        "agreement-with-both-thresholds",
+        canary_with_gates("[{builtin: predictionAgreement, minAgreement: 0.99, maxMeanAbsDifference: 1}]")
+        + "trafficRouting: {shadow: {percent: 10}}\n",
+        "spec.strategy.canary.analysis.gates[0]",
+        "must set exactly one of minAgreement (classifiers) or maxMeanAbsDifference (regressors)",
     ),
     (
         "shadow-with-rolling",

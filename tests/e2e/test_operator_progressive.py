@@ -94,7 +94,6 @@ def test_canary_through_timed_and_manual_pauses_with_promote(kubectl, kubeconfig
 
 GATEWAY = {
     "gatewayAPI": {"parentRefs": [{"name": "public", "namespace": "gateways"}], "hostnames": ["fraud.example.com"]},
-    "shadow": {"percent": 30},
 }
 
 
@@ -102,7 +101,7 @@ def route_rule(kubectl, namespace, name):
     return get_json(kubectl, "httproute", name, "-n", namespace)["spec"]["rules"][0]
 
 
-def test_gateway_api_route_weights_and_shadow(kubectl, kubeconfig, namespace, operator):
+def test_gateway_api_route_weights(kubectl, kubeconfig, namespace, operator):
     start_v2(kubectl, namespace, "gw", trafficRouting=GATEWAY)
     wait_for(
         phase_is(kubectl, namespace, "gw", "Paused", currentStep=3),
@@ -114,17 +113,18 @@ def test_gateway_api_route_weights_and_shadow(kubectl, kubeconfig, namespace, op
     assert route["metadata"]["ownerReferences"][0]["name"] == "gw"
     rule = route["spec"]["rules"][0]
     assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("gw-stable", 50), ("gw-canary", 50)]
-    mirror = rule["filters"][0]["requestMirror"]
-    assert mirror["backendRef"]["name"] == "gw-canary" and mirror["percent"] == 30
+    assert "filters" not in rule  # shadowing is the stable servers' own copy now, never a RequestMirror
 
     plugin(kubeconfig, "promote", "gw", "-n", namespace)
     wait_for(stable_version_is(kubectl, namespace, "gw", "v2"), timeout=60, message=describe(kubectl, namespace, "gw"))
-    rule = wait_for(
-        lambda: (r := route_rule(kubectl, namespace, "gw")) and "filters" not in r and r,
+    wait_for(
+        lambda: (
+            [(b["name"], b["weight"]) for b in route_rule(kubectl, namespace, "gw")["backendRefs"]]
+            == [("gw-stable", 100), ("gw-canary", 0)]
+        ),
         timeout=60,
-        message="mirror removed after promotion",
+        message="all weight on the promoted stable track",
     )
-    assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("gw-stable", 100), ("gw-canary", 0)]
 
 
 def test_blue_green_preview_promote_and_delayed_scale_down(kubectl, kubeconfig, namespace, operator):
