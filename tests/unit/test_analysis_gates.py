@@ -176,8 +176,19 @@ def test_status_shape_of_a_verdict():
         "verdict": FAIL,
         "value": pytest.approx(0.333333),
         "threshold": "<= 0.05",
+        "samples": 30,  # what the verdict rests on: the canary's requests in the window
         "message": got["message"],
     }
+
+
+def test_each_builtin_verdict_carries_its_sample_size():
+    assert evaluate_gate(ERR, GateData(samples=412.6, errors=1), min_samples=2).samples == 413
+    assert evaluate_gate(ERR, GateData(samples=3, errors=0), min_samples=100).samples == 3  # Inconclusive too
+    agreement = Gate("agree", builtin="predictionAgreement", min_agreement=0.9, min_pairs=10)
+    assert evaluate_gate(agreement, GateData(samples=5, agree=180, disagree=20), 0).samples == 200  # rows compared
+    custom = Gate("custom", query="q", success_condition="result < 1")
+    assert evaluate_gate(custom, GateData(result=0.5), 0).samples is None
+    assert "samples" not in evaluate_gate(custom, GateData(result=0.5), 0).as_status()
 
 
 INCREASE = Gate("errorRate", builtin="errorRate", max_increase=0.01)

@@ -316,6 +316,6 @@ def test_status_view_prints_the_gates_as_a_table():
     )
     assert "Analysis:  Failed (canary" in text and "1 failed" in text
     header = next(line for line in text.splitlines() if line.startswith("GATE"))
-    assert header.split() == ["GATE", "VALUE", "THRESHOLD", "VERDICT", "MESSAGE"]
+    assert header.split() == ["GATE", "VALUE", "THRESHOLD", "SAMPLES", "VERDICT", "MESSAGE"]
     row = next(line for line in text.splitlines() if line.startswith("errorRate "))
-    assert "0.2" in row and "<= 0.05" in row and "Fail" in row
+    assert "0.2" in row and "<= 0.05" in row and "Fail" in row and " 500 " in row

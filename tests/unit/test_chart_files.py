@@ -68,6 +68,10 @@ def test_dashboard_is_json_with_the_promised_panels() -> None:
         "modelroll_predictions_total",
         "modelroll_modeldeployment_phase",
         "modelroll_modeldeployment_weight",
+        "modelroll_modeldeployment_gate_verdict",
+        "modelroll_modeldeployment_gate_value",
+        "modelroll_shadow_rows_total",
+        "modelroll_shadow_requests_total",
     ):
         assert metric in exprs
     assert "histogram_quantile(0.99" in exprs and "histogram_quantile(0.5" in exprs

@@ -10,6 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .analysis.gates import VERDICTS
+
 RECONCILES = Counter(
     "modelroll_operator_reconciles_total", "Reconciles by outcome (changed, unchanged, error).", ["outcome"]
 )
@@ -58,6 +60,20 @@ class ObjectCollector(Collector):
             "modelroll_modeldeployment_weight", "status.weights: traffic percent per track.", labels=[*labels, "track"]
         )
         step = GaugeMetricFamily("modelroll_modeldeployment_step", "status.currentStep (Canary).", labels=labels)
+        gate_labels = [*labels, "scope", "gate"]
+        verdict = GaugeMetricFamily(
+            "modelroll_modeldeployment_gate_verdict",
+            "1 for each analysis gate's latest verdict (status.analysis.gates), 0 for the others.",
+            labels=[*gate_labels, "verdict"],
+        )  # fmt: skip
+        value = GaugeMetricFamily(
+            "modelroll_modeldeployment_gate_value", "Each analysis gate's latest value (status.analysis.gates).",
+            labels=gate_labels,
+        )  # fmt: skip
+        samples = GaugeMetricFamily(
+            "modelroll_modeldeployment_gate_samples", "The sample size behind each analysis gate's latest verdict.",
+            labels=gate_labels,
+        )  # fmt: skip
         for obj in list(self.parents()):
             meta, status = obj["metadata"], obj.get("status") or {}
             ident = [meta["namespace"], meta["name"]]
@@ -68,7 +84,16 @@ class ObjectCollector(Collector):
                 weight.add_metric([*ident, track], float(value))
             if isinstance(status.get("currentStep"), int):
                 step.add_metric(ident, float(status["currentStep"]))
-        yield from (phase, weight, step)
+            run = status.get("analysis") or {}
+            for gate in run.get("gates") or []:
+                key = [*ident, str(run.get("scope", "")), str(gate.get("name", ""))]
+                for name in VERDICTS:
+                    verdict.add_metric([*key, name], 1.0 if gate.get("verdict") == name else 0.0)
+                if isinstance(gate.get("value"), (int, float)):
+                    value.add_metric(key, float(gate["value"]))
+                if isinstance(gate.get("samples"), int):
+                    samples.add_metric(key, float(gate["samples"]))
+        yield from (phase, weight, step, verdict, value, samples)
 
 
 async def serve(

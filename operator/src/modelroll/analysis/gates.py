@@ -32,6 +32,7 @@ from .condition import ConditionError, evaluate_condition
 from .psi import Comparison, compare, histogram_counts
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "Pass", "Fail", "Inconclusive", "Error"
+VERDICTS = (PASS, FAIL, INCONCLUSIVE, ERROR)
 CANARY_SCOPE, PRE_PROMOTION, POST_PROMOTION = "canary", "prePromotion", "postPromotion"
 POWER = 0.95  # the chance a gate with detect promises to catch that effect, once it has the samples
 # The power the sample sizes are computed for: above POWER, so that the promise holds despite the
@@ -85,6 +86,7 @@ class GateVerdict:
     value: float | None
     threshold: str
     message: str
+    samples: int | None = None  # what the verdict rests on: canary requests, or compared rows
 
     def as_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -95,6 +97,8 @@ class GateVerdict:
         }
         if self.value is not None:
             out["value"] = round(self.value, 6)
+        if self.samples is not None:
+            out["samples"] = self.samples
         return out
 
 
@@ -298,7 +302,7 @@ def _agreement(gate: Gate, data: GateData, min_samples: int, significance: float
     maxMeanAbsDifference."""
     need = gate.min_pairs if gate.min_pairs is not None else min_samples
     classifier = gate.min_agreement is not None
-    pairs = _count(data.agree) + _count(data.disagree) if classifier else _count(data.difference_count)
+    pairs = sample_size(gate, data)
     if pairs < max(need, 1):
         return _inconclusive(gate, f"need {need} shadow-compared rows in the window, have {pairs}")
     level = _confidence(significance)
@@ -385,6 +389,10 @@ def evaluate_gate(
         return GateVerdict(gate.name, ERROR, None, threshold_of(gate), data.error)
     if gate.builtin is None:
         return _custom(gate, data)
+    return replace(_builtin(gate, data, min_samples, significance), samples=sample_size(gate, data))
+
+
+def _builtin(gate: Gate, data: GateData, min_samples: int, significance: float) -> GateVerdict:
     if gate.builtin == AGREEMENT:  # counts compared rows, not canary requests
         return _agreement(gate, data, min_samples, significance)
     if gate.builtin == "errorRate":  # checks its own sample size: with detect it is derived
@@ -396,6 +404,16 @@ def evaluate_gate(
     if gate.builtin == "latencyP99":
         return _latency(gate, data)
     return _shift(gate, data, significance)
+
+
+def sample_size(gate: Gate, data: GateData) -> int:
+    """What a built-in gate's verdict rests on: the rows compared in the shadow phase for
+    predictionAgreement, the canary's requests in the window for the others."""
+    if gate.builtin == AGREEMENT:
+        if gate.min_agreement is not None:
+            return _count(data.agree) + _count(data.disagree)
+        return _count(data.difference_count)
+    return _count(data.samples)
 
 
 def evaluate_measurement(analysis: Analysis, measurement: Measurement) -> tuple[str, list[GateVerdict]]:

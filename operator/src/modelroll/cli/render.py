@@ -61,12 +61,13 @@ def analysis_view(run: Mapping[str, Any]) -> list[str]:
             g.get("name", ""),
             _value(g.get("value")),
             g.get("threshold", ""),
+            str(g["samples"]) if "samples" in g else "",
             g.get("verdict", ""),
             (g.get("message") or "")[:90],
         )
         for g in run.get("gates") or []
     ]
-    return [head, table(("GATE", "VALUE", "THRESHOLD", "VERDICT", "MESSAGE"), rows)] if rows else [head]
+    return [head, table(("GATE", "VALUE", "THRESHOLD", "SAMPLES", "VERDICT", "MESSAGE"), rows)] if rows else [head]
 
 
 def status_view(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
