@@ -462,3 +462,13 @@ def test_next_due():
     assert st.next_due_seconds(run, ANALYSIS, T0 + timedelta(seconds=4)) == 6
     assert st.next_due_seconds(run, ANALYSIS, T0 + timedelta(seconds=40)) == 0
     assert st.next_due_seconds(st.build_run("canary", "r1"), ANALYSIS, T0) == 0
+
+
+def test_a_verdict_event_lists_every_gate_with_value_threshold_and_sample_size():
+    analysis = Analysis(min_samples=10, gates=(ERR, LAT))
+    data = {"errorRate": GateData(samples=300, errors=60), "latencyP99": GateData(samples=300, canary_p99=0.012)}
+    _, events = st.fold_measurement(st.build_run("canary", "r1"), analysis, Measurement("canary", "r1", T0, data), 0)
+    (event,) = events
+    assert event.reason == "AnalysisFail"
+    assert "errorRate Fail 0.2 (<= 0.05, 300 samples)" in event.message
+    assert "latencyP99 Pass 12 (<= 100 ms, 300 samples)" in event.message

@@ -84,6 +84,17 @@ def _summary(verdict: str, verdicts: list[GateVerdict]) -> str:
     return f"{shown.name}: {shown.message}"
 
 
+def gate_table(verdicts: list[GateVerdict]) -> str:
+    """Every gate in one line, for an Event: verdict, value, threshold and sample size."""
+
+    def one(v: GateVerdict) -> str:
+        value = f" {v.value:.4g}" if v.value is not None else ""
+        samples = f", {v.samples} samples" if v.samples is not None else ""
+        return f"{v.name} {v.verdict}{value} ({v.threshold}{samples})"
+
+    return "; ".join(one(v) for v in verdicts)
+
+
 def fold_measurement(
     run: Mapping[str, Any], analysis: Analysis, measurement: Measurement | None, step: int | None
 ) -> tuple[dict[str, Any], list[Event]]:
@@ -125,7 +136,8 @@ def fold_measurement(
     events: list[Event] = []
     if out["phase"] != old_phase:
         kind = "Warning" if verdict in (FAIL, ERROR) else "Normal"
-        events.append(Event(kind, f"Analysis{verdict}", f"{measurement.scope} analysis: {out['message']}"))
+        text = f"{measurement.scope} analysis: {out['message']}; gates: {gate_table(verdicts)}"
+        events.append(Event(kind, f"Analysis{verdict}", text))
     if out["failed"] > analysis.failure_limit:
         worst = _worst(verdicts, FAIL)
         assert worst is not None
