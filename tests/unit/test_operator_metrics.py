@@ -7,6 +7,11 @@ from modelroll.metrics import ObjectCollector
 
 
 def samples_of(obj: dict) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(ObjectCollector(lambda: [obj]))
+    generate_latest(registry)  # what /metrics serves must render
     out = {}
     for family in ObjectCollector(lambda: [obj]).collect():
         for s in family.samples:
@@ -19,6 +24,8 @@ def test_each_gate_exports_its_verdict_value_and_sample_size():
         "metadata": {"namespace": "ml", "name": "fraud"},
         "status": {
             "phase": "Progressing",
+            "weights": {"stable": 50, "canary": 50},
+            "currentStep": 1,
             "analysis": {
                 "scope": "canary",
                 "gates": [
@@ -29,6 +36,15 @@ def test_each_gate_exports_its_verdict_value_and_sample_size():
         },
     }
     got = samples_of(obj)
+    assert (
+        got[
+            (
+                "modelroll_modeldeployment_weight",
+                (("model_name", "fraud"), ("model_namespace", "ml"), ("track", "canary")),
+            )
+        ]
+        == 50
+    )
     key = (("gate", "errorRate"), ("model_name", "fraud"), ("model_namespace", "ml"), ("scope", "canary"))
     assert got[("modelroll_modeldeployment_gate_value", key)] == 0.31
     assert got[("modelroll_modeldeployment_gate_samples", key)] == 100

@@ -61,16 +61,16 @@ class ObjectCollector(Collector):
         )
         step = GaugeMetricFamily("modelroll_modeldeployment_step", "status.currentStep (Canary).", labels=labels)
         gate_labels = [*labels, "scope", "gate"]
-        verdict = GaugeMetricFamily(
+        gate_verdict = GaugeMetricFamily(
             "modelroll_modeldeployment_gate_verdict",
             "1 for each analysis gate's latest verdict (status.analysis.gates), 0 for the others.",
             labels=[*gate_labels, "verdict"],
         )  # fmt: skip
-        value = GaugeMetricFamily(
+        gate_value = GaugeMetricFamily(
             "modelroll_modeldeployment_gate_value", "Each analysis gate's latest value (status.analysis.gates).",
             labels=gate_labels,
         )  # fmt: skip
-        samples = GaugeMetricFamily(
+        gate_samples = GaugeMetricFamily(
             "modelroll_modeldeployment_gate_samples", "The sample size behind each analysis gate's latest verdict.",
             labels=gate_labels,
         )  # fmt: skip
@@ -88,12 +88,12 @@ class ObjectCollector(Collector):
             for gate in run.get("gates") or []:
                 key = [*ident, str(run.get("scope", "")), str(gate.get("name", ""))]
                 for name in VERDICTS:
-                    verdict.add_metric([*key, name], 1.0 if gate.get("verdict") == name else 0.0)
+                    gate_verdict.add_metric([*key, name], 1.0 if gate.get("verdict") == name else 0.0)
                 if isinstance(gate.get("value"), (int, float)):
-                    value.add_metric(key, float(gate["value"]))
+                    gate_value.add_metric(key, float(gate["value"]))
                 if isinstance(gate.get("samples"), int):
-                    samples.add_metric(key, float(gate["samples"]))
-        yield from (phase, weight, step, verdict, value, samples)
+                    gate_samples.add_metric(key, float(gate["samples"]))
+        yield from (phase, weight, step, gate_verdict, gate_value, gate_samples)
 
 
 async def serve(
