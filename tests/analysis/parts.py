@@ -128,3 +128,15 @@ class Prometheus:
         """The targets service discovery found and relabelling kept, with their labels and health."""
         targets: list[dict[str, Any]] = self._get("/api/v1/targets", state="active")["activeTargets"]
         return targets
+
+
+def joblib_files(built: dict[str, object], out: Path) -> dict[str, bytes]:
+    """Each model joblib-dumped under ``out``, by name: the bytes the tests serve to the Pods."""
+    import joblib
+
+    files = {}
+    for name, model in built.items():
+        path = out / f"{name}.joblib"
+        joblib.dump(model, path)
+        files[name] = path.read_bytes()
+    return files

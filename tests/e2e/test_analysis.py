@@ -29,12 +29,11 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import joblib
 import numpy as np
 import pytest
 import yaml
 
-from tests.analysis.parts import SCRAPE_CONFIG, Prometheus, pod_scrape_job
+from tests.analysis.parts import SCRAPE_CONFIG, Prometheus, joblib_files, pod_scrape_job
 from tests.e2e.conftest import start_operator
 from tests.e2e.operator_helpers import apply, events_of, plugin, stable_version_is, status_of
 from tests.e2e.real_node import REAL_NODE, SERVER_IMAGE, ModelStore, ServiceLoad, cluster_ip, infer, real_manifest
@@ -102,13 +101,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         # confidence histogram sits in one bucket while the stable model's spreads over seven
         "shifted": LogisticRegression().fit(X, rng.permutation(y)),
     }
-    out = tmp_path_factory.mktemp("analysis-models")
-    files = {}
-    for name, model in built.items():
-        path = out / f"{name}.joblib"
-        joblib.dump(model, path)
-        files[name] = path.read_bytes()
-    return files
+    return joblib_files(built, tmp_path_factory.mktemp("analysis-models"))
 
 
 def traffic_rows() -> np.ndarray:

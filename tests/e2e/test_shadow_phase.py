@@ -20,10 +20,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import joblib
 import numpy as np
 import pytest
 
+from tests.analysis.parts import joblib_files
 from tests.e2e.operator_helpers import apply, stable_version_is
 from tests.e2e.real_node import real_manifest
 from tests.e2e.test_analysis import READY_TIMEOUT, Rig, degraded_with
@@ -71,13 +71,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         "retrain": LogisticRegression(C=0.8).fit(X, y),
         "flipped": DecisionTreeClassifier(max_depth=8, random_state=0).fit(X, flipped),
     }
-    out = tmp_path_factory.mktemp("shadow-models")
-    files = {}
-    for name, model in built.items():
-        path = out / f"{name}.joblib"
-        joblib.dump(model, path)
-        files[name] = path.read_bytes()
-    return files
+    return joblib_files(built, tmp_path_factory.mktemp("shadow-models"))
 
 
 def roll_out(r: Rig) -> None:

@@ -40,6 +40,17 @@ class Cluster:
     def set_spec(self, spec: dict[str, Any]) -> None:
         self.spec, self.generation = spec, self.generation + 1
 
+    def _observed(self, deps: dict[str, Any], pods: list[dict[str, Any]]) -> Observed:
+        """What the planner reads: these Deployments and Pods, and the other children as applied."""
+        return Observed(
+            deployments=deps,
+            services=dict(self.svcs),
+            routes=dict(self.routes),
+            autoscalers=dict(self.hpas),
+            configmaps=dict(self.cms),
+            pods=pods,
+        )
+
     def observed(self) -> Observed:
         pods, deps = [], {}
         for name, dep in self.deps.items():
@@ -64,14 +75,7 @@ class Cluster:
                         "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
                     }
                 )
-        return Observed(
-            deployments=deps,
-            services=dict(self.svcs),
-            routes=dict(self.routes),
-            autoscalers=dict(self.hpas),
-            configmaps=dict(self.cms),
-            pods=pods,
-        )
+        return self._observed(deps, pods)
 
     def reconcile(self, now: datetime) -> Plan:
         subject = Subject(
@@ -161,14 +165,7 @@ class LaggyCluster(Cluster):
                         "status": {"conditions": [{"type": "Ready", "status": "True" if ok else "False"}]},
                     }
                 )
-        return Observed(
-            deployments=deps,
-            services=dict(self.svcs),
-            routes=dict(self.routes),
-            autoscalers=dict(self.hpas),
-            configmaps=dict(self.cms),
-            pods=pods,
-        )
+        return self._observed(deps, pods)
 
     def reconcile(self, now: datetime) -> Plan:
         result = super().reconcile(now)
