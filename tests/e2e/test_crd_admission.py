@@ -356,7 +356,62 @@ INVALID: list[tuple[str, str, str, str]] = [
         "gate-detect-on-latencyP99",
         canary_with_gates("[{builtin: latencyP99, max: 200, detect: 50}]"),
         "spec.strategy.canary.analysis.gates[0].detect",
-        "detect is only allowed with builtin errorRate or predictionShift",
+        "detect is only allowed with builtin errorRate, predictionShift or featureDrift",
+    ),
+    (
+        "gate-featureDrift-without-maxPSI",
+        canary_with_gates("[{builtin: featureDrift, features: [age]}]"),
+        "spec.strategy.canary.analysis.gates[0].maxPSI",
+        "maxPSI is required for builtin featureDrift",
+    ),
+    (
+        "gate-featureDrift-maxPSI-zero",
+        canary_with_gates("[{builtin: featureDrift, maxPSI: 0}]"),
+        "spec.strategy.canary.analysis.gates[0].maxPSI",
+        "maxPSI for builtin featureDrift must be above 0",
+    ),
+    (
+        "gate-featureDrift-detect-not-above-maxPSI",
+        canary_with_gates("[{builtin: featureDrift, maxPSI: 0.2, detect: 0.1}]"),
+        "spec.strategy.canary.analysis.gates[0].detect",
+        "detect for builtin featureDrift must be above maxPSI",
+    ),
+    (
+        "gate-features-on-predictionShift",
+        canary_with_gates("[{builtin: predictionShift, maxPSI: 0.2, features: [age]}]"),
+        "spec.strategy.canary.analysis.gates[0].features",
+        "features is only allowed with builtin featureDrift",
+    ),
+    (
+        "gate-liveAccuracy-without-threshold",
+        canary_with_gates("[{builtin: liveAccuracy, minLabels: 50}]"),
+        "spec.strategy.canary.analysis.gates[0]",
+        "with builtin liveAccuracy must set min or maxDrop (classifiers), or maxMeanAbsError (regressors)",
+    ),
+    (
+        "gate-liveAccuracy-classifier-and-regressor",
+        canary_with_gates("[{builtin: liveAccuracy, maxDrop: 0.02, maxMeanAbsError: 3}]"),
+        "spec.strategy.canary.analysis.gates[0].maxMeanAbsError",
+        "cannot be combined with min or maxDrop",
+    ),
+    (
+        "gate-liveAccuracy-min-above-1",
+        canary_with_gates("[{builtin: liveAccuracy, min: 1.5}]"),
+        "spec.strategy.canary.analysis.gates[0].min",
+        "less than or equal to 1",
+    ),
+    (
+        "gate-liveAccuracy-maxDrop-above-1",
+        "strategy: {type: BlueGreen, blueGreen: {prePromotionAnalysis: "
+        "{gates: [{builtin: liveAccuracy, maxDrop: 2}]}}}",
+        "spec.strategy.blueGreen.prePromotionAnalysis.gates[0].maxDrop",
+        "less than or equal to 1",
+    ),
+    (
+        "gate-minLabels-on-errorRate",
+        canary_with_gates("[{builtin: errorRate, max: 0.1, minLabels: 10}]"),
+        "spec.strategy.canary.analysis.gates[0].minLabels",
+        "minLabels is only allowed with builtin liveAccuracy",
     ),
     (
         "gate-maxIncrease-on-latencyP99",

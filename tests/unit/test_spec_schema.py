@@ -33,6 +33,9 @@ ANALYSIS = {
         {"name": "errors", "builtin": "errorRate", "max": 0.01, "maxIncrease": 0.005, "detect": 0.05},
         {"name": "latency", "builtin": "latencyP99", "maxRatioToStable": 1.5},
         {"name": "shift", "builtin": "predictionShift", "maxPSI": 0.2, "detect": 0.5},
+        {"name": "drift", "builtin": "featureDrift", "maxPSI": 0.1, "detect": 0.3, "features": ["age"]},
+        {"name": "accuracy", "builtin": "liveAccuracy", "min": 0.9, "maxDrop": 0.02, "minLabels": 200},
+        {"name": "mae", "builtin": "liveAccuracy", "maxMeanAbsError": 2.5},
         {"name": "custom", "prometheus": {"query": "sum(up)", "successCondition": "result < 0.05"}},
     ],
 }
@@ -129,7 +132,7 @@ def fields(node: dict[str, Any], path: str = "spec") -> Iterator[tuple[str, dict
 def locate(spec: dict[str, Any], path: str) -> tuple[Any, Any, str] | None:
     """(container, key, concrete path) of the field at ``path`` in ``spec``, the container
     existing; None if the spec has no such place. Array items and map values: the first one
-    that holds the rest of the path."""
+    that holds the rest of the path, the field itself included if one does."""
     parts = path.split(".")[1:]
 
     def go(node: Any, i: int, concrete: str) -> tuple[Any, Any, str] | None:
@@ -144,12 +147,14 @@ def locate(spec: dict[str, Any], path: str) -> tuple[Any, Any, str] | None:
                 else go(node[name], i + 1, f"{concrete}.{name}")
             )
         children = list(enumerate(node[name])) if suffix == "[]" else list(node[name].items())
+        first = None
         for key, child in children:
             where = f"{concrete}.{name}[{key}]" if suffix == "[]" else f"{concrete}.{name}.{key}"
             found = (node[name], key, where) if i == len(parts) - 1 else go(child, i + 1, where)
-            if found:
+            if found and (not isinstance(found[0], dict) or found[1] in found[0]):
                 return found
-        return None
+            first = first or found
+        return first
 
     return go(spec, 0, "spec")
 

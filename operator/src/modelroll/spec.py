@@ -39,13 +39,20 @@ GATE_THRESHOLDS = {
     "max": ("errorRate", "latencyP99"),
     "maxIncrease": ("errorRate",),
     "maxRatioToStable": ("latencyP99",),
-    "maxPSI": ("predictionShift",),
-    "detect": ("errorRate", "predictionShift"),
+    "maxPSI": ("predictionShift", "featureDrift"),
+    "detect": ("errorRate", "predictionShift", "featureDrift"),
     "minAgreement": ("predictionAgreement",),
     "maxMeanAbsDifference": ("predictionAgreement",),
     "minPairs": ("predictionAgreement",),
+    "features": ("featureDrift",),
+    "min": ("liveAccuracy",),
+    "maxDrop": ("liveAccuracy",),
+    "maxMeanAbsError": ("liveAccuracy",),
+    "minLabels": ("liveAccuracy",),
 }
 AGREEMENT = "predictionAgreement"  # the gate of the shadow phase (spec.trafficRouting.shadow)
+FEATURE_DRIFT = "featureDrift"  # live inputs against the new revision's reference (spec.monitoring.drift)
+LIVE_ACCURACY = "liveAccuracy"  # late labels (the server's feedback endpoint) over the whole run
 
 
 def parse_duration(text: str, path: str) -> float:
@@ -99,6 +106,11 @@ class Gate:
     min_agreement: float | None = None  # predictionAgreement, classifiers: least share of identical labels
     max_mean_abs_difference: float | None = None  # predictionAgreement, regressors
     min_pairs: int | None = None  # predictionAgreement: compared rows needed (None: the analysis' minSamples)
+    features: tuple[str, ...] = ()  # featureDrift: the features judged (empty: all)
+    min: float | None = None  # liveAccuracy, classifiers: least accuracy
+    max_drop: float | None = None  # liveAccuracy, classifiers: accuracy below stable's
+    max_mean_abs_error: float | None = None  # liveAccuracy, regressors
+    min_labels: int | None = None  # liveAccuracy: labels needed (None: the analysis' minSamples)
     query: str | None = None
     success_condition: str | None = None
 
@@ -253,7 +265,7 @@ def _parse_gate(g: Mapping[str, Any], path: str) -> Gate:
         raise SpecError(path, "must set exactly one of builtin or prometheus")
     for key, kinds in GATE_THRESHOLDS.items():
         if key in g and builtin not in kinds:
-            raise SpecError(f"{path}.{key}", f"is only allowed with builtin {' or '.join(kinds)}")
+            raise SpecError(f"{path}.{key}", f"is only allowed with builtin {_either(kinds)}")
     if prom is not None:
         try:
             parse_condition(prom["successCondition"])  # refuse a condition that could never be evaluated, up front
@@ -271,18 +283,39 @@ def _parse_gate(g: Mapping[str, Any], path: str) -> Gate:
         min_agreement=g.get("minAgreement"),
         max_mean_abs_difference=g.get("maxMeanAbsDifference"),
         min_pairs=g.get("minPairs"),
+        features=tuple(g.get("features") or ()),
+        min=g.get("min"),
+        max_drop=g.get("maxDrop"),
+        max_mean_abs_error=g.get("maxMeanAbsError"),
+        min_labels=g.get("minLabels"),
     )
+    if builtin == LIVE_ACCURACY:
+        _check_live_accuracy(gate, path)
     if builtin == AGREEMENT and (gate.min_agreement is None) == (gate.max_mean_abs_difference is None):
         raise SpecError(path, "predictionAgreement needs exactly one of minAgreement or maxMeanAbsDifference")
     if builtin == "errorRate":
         _check_error_rate(gate, path)
     if builtin == "latencyP99" and (gate.max is None) == (gate.max_ratio_to_stable is None):
         raise SpecError(path, "latencyP99 needs exactly one of max (ms) or maxRatioToStable")
-    if builtin == "predictionShift" and gate.max_psi is None:
-        raise SpecError(f"{path}.maxPSI", "predictionShift needs maxPSI")
-    if builtin == "predictionShift" and gate.detect is not None and gate.detect <= (gate.max_psi or 0.0):
+    if builtin in ("predictionShift", FEATURE_DRIFT) and gate.max_psi is None:
+        raise SpecError(f"{path}.maxPSI", f"{builtin} needs maxPSI")
+    if builtin == FEATURE_DRIFT and not (gate.max_psi or 0) > 0:
+        raise SpecError(f"{path}.maxPSI", "must be above 0 for builtin featureDrift")
+    if builtin in ("predictionShift", FEATURE_DRIFT) and gate.detect is not None and gate.detect <= (gate.max_psi or 0):
         raise SpecError(f"{path}.detect", "must be above maxPSI (the shift to catch lies beyond the threshold)")
     return gate
+
+
+def _either(kinds: tuple[str, ...]) -> str:
+    return kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
+
+
+def _check_live_accuracy(gate: Gate, path: str) -> None:
+    """The CRD's CEL rules on a liveAccuracy gate: a classifier's thresholds or a regressor's."""
+    if gate.min is None and gate.max_drop is None and gate.max_mean_abs_error is None:
+        raise SpecError(path, "liveAccuracy needs min or maxDrop (classifiers), or maxMeanAbsError (regressors)")
+    if gate.max_mean_abs_error is not None and (gate.min is not None or gate.max_drop is not None):
+        raise SpecError(f"{path}.maxMeanAbsError", "(regressors) cannot be combined with min or maxDrop (classifiers)")
 
 
 def _check_error_rate(gate: Gate, path: str) -> None:

@@ -15,98 +15,67 @@ gate's ``detect`` effect fails with at least ``POWER`` once the derived sample s
 A gate that runs two tests (errorRate with both ``max`` and ``maxIncrease``; predictionShift on
 both the predicted classes and the confidence histogram) runs each at significance / 2
 (Bonferroni), so the gate's false-failure rate stays within the significance.
+
+The model-quality gates, featureDrift and liveAccuracy, are such tests too; they live in
+quality.py and report each track's own numbers beside the verdict (``GateVerdict.tracks``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any
+from dataclasses import replace
 
-from ..spec import AGREEMENT, Analysis, Gate
-from . import stats
+from ..spec import AGREEMENT, FEATURE_DRIFT, LIVE_ACCURACY, Analysis, Gate
+from . import quality, stats
 from .condition import ConditionError, evaluate_condition
-from .psi import Comparison, compare, histogram_counts
+from .psi import Comparison, bucket_counts, compare, histogram_counts
+from .verdict import (
+    CANARY_SCOPE,
+    DEFAULT_SIGNIFICANCE,
+    DESIGN_POWER,
+    ERROR,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    POST_PROMOTION,
+    POWER,
+    PRE_PROMOTION,
+    VERDICTS,
+    GateData,
+    GateVerdict,
+    Measurement,
+)
+from .verdict import confidence as _confidence
+from .verdict import count as _count
+from .verdict import derived as _derived
+from .verdict import fmt as _fmt
 
-PASS, FAIL, INCONCLUSIVE, ERROR = "Pass", "Fail", "Inconclusive", "Error"
-VERDICTS = (PASS, FAIL, INCONCLUSIVE, ERROR)
-CANARY_SCOPE, PRE_PROMOTION, POST_PROMOTION = "canary", "prePromotion", "postPromotion"
-POWER = 0.95  # the chance a gate with detect promises to catch that effect, once it has the samples
-# The power the sample sizes are computed for: above POWER, so that the promise holds despite the
-# approximations behind them (normal, noncentral chi-square) and the saw-tooth of exact tests.
-DESIGN_POWER = 0.975
-DEFAULT_SIGNIFICANCE: float = Analysis.significance
-
-
-@dataclass(frozen=True)
-class GateData:
-    """What the I/O side read from Prometheus for one gate, over one window.
-
-    ``samples`` is the canary's request count (None: not asked); ``error`` is set when a
-    query could not run, and then nothing else is trusted.
-    """
-
-    samples: float | None = None
-    errors: float | None = None  # canary 5xx responses (errorRate)
-    stable_samples: float | None = None  # stable's requests (errorRate with maxIncrease)
-    stable_errors: float | None = None  # stable's 5xx responses (errorRate with maxIncrease)
-    canary_p99: float | None = None  # seconds (latencyP99); None = no data
-    stable_p99: float | None = None
-    canary_classes: Mapping[str, float] = field(default_factory=dict)  # predicted rows by class
-    stable_classes: Mapping[str, float] = field(default_factory=dict)
-    canary_confidence: Mapping[str, float] = field(default_factory=dict)  # cumulative buckets by le
-    stable_confidence: Mapping[str, float] = field(default_factory=dict)
-    # predictionAgreement: stable's shadow comparisons against this canary over the window
-    agree: float | None = None  # classifiers: rows labelled alike
-    disagree: float | None = None
-    difference_sum: float | None = None  # regressors: sum and count of |stable - canary| per row
-    difference_count: float | None = None
-    difference_buckets: Mapping[str, float] = field(default_factory=dict)  # cumulative by le
-    result: float | list[float] | None = None  # custom query: None = empty result
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One round of queries for every gate of an analysis, taken at ``taken_at``."""
-
-    scope: str  # canary | prePromotion | postPromotion
-    revision: str  # the canary (or preview) revision it measured
-    taken_at: datetime
-    data: Mapping[str, GateData]  # by gate name
-
-
-@dataclass(frozen=True)
-class GateVerdict:
-    name: str
-    verdict: str
-    value: float | None
-    threshold: str
-    message: str
-    samples: int | None = None  # what the verdict rests on: canary requests, or compared rows
-
-    def as_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "verdict": self.verdict,
-            "threshold": self.threshold,
-            "message": self.message,
-        }
-        if self.value is not None:
-            out["value"] = round(self.value, 6)
-        if self.samples is not None:
-            out["samples"] = self.samples
-        return out
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
+__all__ = [  # the shapes live in verdict.py; callers import them from here too
+    "CANARY_SCOPE",
+    "DESIGN_POWER",
+    "ERROR",
+    "FAIL",
+    "INCONCLUSIVE",
+    "PASS",
+    "POST_PROMOTION",
+    "POWER",
+    "PRE_PROMOTION",
+    "VERDICTS",
+    "GateData",
+    "GateVerdict",
+    "Measurement",
+    "analysis_at",
+    "evaluate_gate",
+    "evaluate_measurement",
+    "sample_size",
+    "threshold_of",
+]
 
 
 def threshold_of(gate: Gate) -> str:
+    if gate.builtin in (FEATURE_DRIFT, LIVE_ACCURACY):
+        return quality.threshold(gate)
     if gate.builtin == "errorRate":
         parts = [] if gate.max is None else [f"<= {_fmt(gate.max)}"]
         if gate.max_increase is not None:
@@ -134,22 +103,6 @@ def _not_enough(gate: Gate, data: GateData, min_samples: int) -> GateVerdict | N
     if data.samples is None or have < min_samples or have <= 0:
         return _inconclusive(gate, f"need {min_samples} canary requests in the window, have {int(have)}")
     return None
-
-
-def _derived(gate: Gate, significance: float, what: str = "") -> str:
-    return (
-        f"derived from detect {_fmt(gate.detect or 0.0)} at significance {_fmt(significance)}, "
-        f"power {_fmt(POWER)}{what}"
-    )
-
-
-def _confidence(alpha: float) -> str:
-    return f"{_fmt(100.0 * (1.0 - alpha))}%"
-
-
-def _count(x: float | None) -> int:
-    """Prometheus' increase() extrapolates to the window's edges, so counts come as fractions."""
-    return max(round(x or 0.0), 0)
 
 
 def _error_rate(gate: Gate, data: GateData, min_samples: int, significance: float) -> GateVerdict:
@@ -323,7 +276,7 @@ def _agreement(gate: Gate, data: GateData, min_samples: int, significance: float
     limit = gate.max_mean_abs_difference or 0.0
     n, total = float(data.difference_count or 0.0), float(data.difference_sum or 0.0)
     mean = total / n
-    buckets = sorted((_edge(le), k) for le, k in histogram_counts(data.difference_buckets).items())
+    buckets = bucket_counts(data.difference_buckets)
     lower = stats.mean_lower_bound(total, n, buckets, significance)
     failed = lower > limit
     return GateVerdict(
@@ -336,20 +289,15 @@ def _agreement(gate: Gate, data: GateData, min_samples: int, significance: float
     )
 
 
-def _edge(le: str) -> float:
-    try:
-        return float(le)
-    except ValueError:
-        return math.inf
-
-
 def analysis_at(analysis: Analysis | None, shadowing: bool) -> Analysis | None:
-    """The gates a canary measurement runs: every gate during the shadow phase; after it, all
-    but predictionAgreement (no copies are compared any more). None when no gate is left, so the
-    steps after the phase are then not held by analysis at all."""
-    if analysis is None or shadowing:
+    """The gates a canary measurement runs: during the shadow phase every gate but liveAccuracy
+    (no user sees the canary's answers then, so no label can ever be matched to one); after it,
+    all but predictionAgreement (no copies are compared any more). None when no gate is left,
+    so the steps are then not held by analysis at all."""
+    if analysis is None:
         return analysis
-    gates = tuple(g for g in analysis.gates if g.builtin != AGREEMENT)
+    left_out = LIVE_ACCURACY if shadowing else AGREEMENT
+    gates = tuple(g for g in analysis.gates if g.builtin != left_out)
     if len(gates) == len(analysis.gates):
         return analysis
     return replace(analysis, gates=gates) if gates else None
@@ -397,6 +345,10 @@ def _builtin(gate: Gate, data: GateData, min_samples: int, significance: float) 
         return _agreement(gate, data, min_samples, significance)
     if gate.builtin == "errorRate":  # checks its own sample size: with detect it is derived
         return _error_rate(gate, data, min_samples, significance)
+    if gate.builtin == FEATURE_DRIFT:  # counts input rows, not requests
+        return quality.feature_drift(gate, data, min_samples, significance)
+    if gate.builtin == LIVE_ACCURACY:  # counts labels since the run began
+        return quality.live_accuracy(gate, data, min_samples, significance)
     if gate.detect is None:
         short = _not_enough(gate, data, min_samples)
         if short:
@@ -408,7 +360,12 @@ def _builtin(gate: Gate, data: GateData, min_samples: int, significance: float) 
 
 def sample_size(gate: Gate, data: GateData) -> int:
     """What a built-in gate's verdict rests on: the rows compared in the shadow phase for
-    predictionAgreement, the canary's requests in the window for the others."""
+    predictionAgreement, the canary's input rows in the window for featureDrift, its labels
+    since the run began for liveAccuracy, the canary's requests in the window for the others."""
+    if gate.builtin == FEATURE_DRIFT:
+        return quality.drift_rows(gate, data)
+    if gate.builtin == LIVE_ACCURACY:
+        return quality.labels_matched(gate, data)
     if gate.builtin == AGREEMENT:
         if gate.min_agreement is not None:
             return _count(data.agree) + _count(data.disagree)

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+from modelroll_contract import DRIFT_BIN_LABEL, DRIFT_FEATURE_LABEL
 
 from ..spec import ModelDeploymentSpec, SpecError, parse_spec
 from .gates import GateData, Measurement
@@ -76,6 +77,15 @@ def _by(series: Series, label: str) -> dict[str, float]:
     return {labels.get(label, ""): v for labels, v in series if not math.isnan(v)}
 
 
+def _by_feature(series: Series) -> dict[str, dict[str, float]]:
+    """feature -> bin -> value (featureDrift's bin counts and reference shares)."""
+    out: dict[str, dict[str, float]] = {}
+    for labels, v in series:
+        if not math.isnan(v):
+            out.setdefault(labels.get(DRIFT_FEATURE_LABEL, ""), {})[labels.get(DRIFT_BIN_LABEL, "")] = v
+    return out
+
+
 def _gate_data(answers: Mapping[str, Series | QueryError], keys: Mapping[str, str]) -> GateData:
     got: dict[str, Any] = {}
     for field, promql in keys.items():
@@ -87,10 +97,14 @@ def _gate_data(answers: Mapping[str, Series | QueryError], keys: Mapping[str, st
             got["result"] = None if not values else (values[0] if len(answer) == 1 else values)
         elif field in ("samples", "errors", "stable_samples", "stable_errors", "agree", "disagree"):
             got[field] = _total(answer) if answer or field.endswith("samples") else 0.0
-        elif field in ("difference_sum", "difference_count") or field.endswith("_p99"):
+        elif field in ("difference_sum", "difference_count") or field.endswith(("_p99", "_error_sum", "_error_count")):
             got[field] = _total(answer)
         elif field.endswith("_classes"):
             got[field] = _by(answer, "class")
+        elif field.endswith(("_bins", "_reference")):
+            got[field] = _by_feature(answer)
+        elif field.endswith("_feedback"):
+            got[field] = _by(answer, "result")
         else:
             got[field] = _by(answer, "le")
     for errors in ("errors", "stable_errors"):

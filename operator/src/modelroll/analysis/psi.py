@@ -100,15 +100,38 @@ def compare(canary: Mapping[str, float], stable: Mapping[str, float], epsilon: f
     return Comparison(psi, len(set(c) | set(s)), math.fsum(c.values()), math.fsum(s.values()), merges)
 
 
+def compare_to_reference(counts: Mapping[str, float], reference: Mapping[str, float]) -> Comparison:
+    """PSI of live ``counts`` against a reference's known shares (one sample: the reference has
+    no sampling noise of its own). Sparse bins are pooled as ``compare`` pools two samples of
+    equal size, the reference's shares standing for as many rows as ``counts`` holds, so a bin
+    is merged when the live rows and the reference together expect fewer than MIN_EXPECTED
+    there. ``stable_total`` of the result is that stand-in count; the test's sample size is
+    ``canary_total``.
+
+    Raises ValueError if ``counts`` has no rows or the reference no share."""
+    n = math.fsum(v for v in _clean(counts).values())
+    shares = _clean(reference)
+    total_share = math.fsum(shares.values())
+    if n <= 0 or total_share <= 0:
+        raise ValueError("no observations")
+    return compare(counts, {b: n * q / total_share for b, q in shares.items()})
+
+
+def bound(le: str) -> float:
+    """A histogram bucket's upper edge from its ``le`` label (+Inf, or anything unparsable, is inf)."""
+    try:
+        return float(le)
+    except ValueError:
+        return math.inf
+
+
+def bucket_counts(cumulative: Mapping[str, float]) -> list[tuple[float, float]]:
+    """(upper edge, count) per bucket, edges increasing, from cumulative ``le`` buckets."""
+    return sorted((bound(le), k) for le, k in histogram_counts(cumulative).items())
+
+
 def histogram_counts(cumulative: Mapping[str, float]) -> dict[str, float]:
     """Per-bucket counts from a Prometheus histogram's cumulative ``le`` buckets."""
-
-    def bound(le: str) -> float:
-        try:
-            return float(le)
-        except ValueError:
-            return math.inf
-
     out: dict[str, float] = {}
     previous = 0.0
     for le in sorted(cumulative, key=bound):

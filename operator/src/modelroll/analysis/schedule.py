@@ -22,7 +22,13 @@ from datetime import datetime
 from typing import Any
 
 from modelroll_contract import (
+    DRIFT_BIN_LABEL,
+    DRIFT_FEATURE_LABEL,
     METRIC_CONFIDENCE,
+    METRIC_FEATURE_BINS,
+    METRIC_FEATURE_REFERENCE,
+    METRIC_FEEDBACK,
+    METRIC_FEEDBACK_ABS_ERROR,
     METRIC_LATENCY,
     METRIC_PREDICTIONS,
     METRIC_REQUESTS,
@@ -34,9 +40,9 @@ from modelroll_contract import (
 )
 
 from ..children import shadow_version
-from ..spec import AGREEMENT, Analysis, Gate, ModelDeploymentSpec, rollout_steps
+from ..spec import AGREEMENT, FEATURE_DRIFT, LIVE_ACCURACY, Analysis, Gate, ModelDeploymentSpec, rollout_steps
 from .gates import CANARY_SCOPE, POST_PROMOTION, PRE_PROMOTION, analysis_at
-from .state import current_run, next_due_seconds
+from .state import current_run, next_due_seconds, run_seconds
 
 # Stages of status.blueGreen (strategies/bluegreen.py), repeated here so this module does not
 # import a strategy.
@@ -52,6 +58,8 @@ class MeasurementPlan:
     canary_version: str
     stable_version: str
     namespace: str  # the ModelDeployment's, matched against the label Prometheus attaches
+    # seconds since the run began (status.analysis.startedAt); None before its first measurement
+    run_seconds: float | None = None
 
     def selector(self, track: str, extra: str = "") -> str:
         version = self.canary_version if track == TRACK_CANARY else self.stable_version
@@ -66,6 +74,13 @@ class MeasurementPlan:
     @property
     def window(self) -> str:
         return f"{max(int(round(self.analysis.interval_seconds)), 1)}s"
+
+    @property
+    def labels_window(self) -> str:
+        """liveAccuracy's window: the whole run so far, at least one interval. Labels arrive
+        late, so one interval holds few, and those of predictions made any time before."""
+        seconds = max(self.run_seconds or 0.0, self.analysis.interval_seconds, 1.0)
+        return f"{int(round(seconds))}s"
 
 
 def escape(value: str) -> str:
@@ -116,6 +131,7 @@ def plan_measurement(
         canary_version=str(canary.get("version") or ""),
         stable_version=str(stable.get("version") or ""),
         namespace=namespace,
+        run_seconds=run_seconds(run, now),
     )
 
 
@@ -130,6 +146,10 @@ def build_queries(plan: MeasurementPlan, gate: Gate) -> dict[str, str]:
         return {"result": text.replace("{{stableVersion}}", escape(plan.stable_version))}
     if gate.builtin == AGREEMENT:
         return _agreement_queries(plan, gate)
+    if gate.builtin == FEATURE_DRIFT:
+        return _drift_queries(plan)
+    if gate.builtin == LIVE_ACCURACY:
+        return _accuracy_queries(plan, gate)
     queries = {"samples": f"sum(increase({METRIC_REQUESTS}{canary}[{w}]))"}
     if gate.builtin == "errorRate":
         five_xx = plan.selector(TRACK_CANARY, 'code=~"5.."')
@@ -162,3 +182,34 @@ def _agreement_queries(plan: MeasurementPlan, gate: Gate) -> dict[str, str]:
         "difference_count": f"sum(increase({METRIC_SHADOW_ABS_DIFFERENCE}_count{sel}[{w}]))",
         "difference_buckets": f"sum by (le) (increase({METRIC_SHADOW_ABS_DIFFERENCE}_bucket{sel}[{w}]))",
     }
+
+
+def _drift_queries(plan: MeasurementPlan) -> dict[str, str]:
+    """Each track's input rows per feature and bin over the window, and the reference shares
+    its own Pods export (a canary and a stable of different references bin differently, so each
+    track is compared with its own)."""
+    w, by = plan.window, f"{DRIFT_FEATURE_LABEL}, {DRIFT_BIN_LABEL}"
+    queries = {}
+    for side, track in (("canary", TRACK_CANARY), ("stable", TRACK_STABLE)):
+        sel = plan.selector(track)
+        queries[f"{side}_bins"] = f"sum by ({by}) (increase({METRIC_FEATURE_BINS}{sel}[{w}]))"
+        queries[f"{side}_reference"] = f"max by ({by}) ({METRIC_FEATURE_REFERENCE}{sel})"
+    return queries
+
+
+def _accuracy_queries(plan: MeasurementPlan, gate: Gate) -> dict[str, str]:
+    """Each track's labels since the run began (``labels_window``), counted by the Pod that
+    made the prediction: by result for classifiers, the absolute error for regressors."""
+    w = plan.labels_window
+    queries = {}
+    for side, track in (("canary", TRACK_CANARY), ("stable", TRACK_STABLE)):
+        sel = plan.selector(track)
+        if gate.max_mean_abs_error is None:
+            queries[f"{side}_feedback"] = f"sum by (result) (increase({METRIC_FEEDBACK}{sel}[{w}]))"
+            continue
+        queries[f"{side}_error_sum"] = f"sum(increase({METRIC_FEEDBACK_ABS_ERROR}_sum{sel}[{w}]))"
+        queries[f"{side}_error_count"] = f"sum(increase({METRIC_FEEDBACK_ABS_ERROR}_count{sel}[{w}]))"
+    if gate.max_mean_abs_error is not None:
+        sel = plan.selector(TRACK_CANARY)
+        queries["canary_error_buckets"] = f"sum by (le) (increase({METRIC_FEEDBACK_ABS_ERROR}_bucket{sel}[{w}]))"
+    return queries

@@ -124,6 +124,9 @@ def fold_measurement(
         out["consecutiveInconclusive"] = 0
         out.pop("inconclusiveSince", None)
     out["lastMeasuredAt"] = stamp(measurement.taken_at)
+    # where the run's data begin: the first measurement's window. liveAccuracy counts labels
+    # from here on (schedule.MeasurementPlan.labels_window).
+    out.setdefault("startedAt", stamp(measurement.taken_at - timedelta(seconds=analysis.interval_seconds)))
     out["gates"] = [v.as_status() for v in verdicts]
     if step is not None:
         out["step"] = step
@@ -219,6 +222,14 @@ def restart_inconclusive(run: Mapping[str, Any], why: str | None = None) -> dict
 def passed_at(run: Mapping[str, Any], step: int | None) -> bool:
     """True if the run's latest measurement passed and was taken at ``step``."""
     return run.get("phase") == PASSED and not run.get("outcome") and run.get("step") == step
+
+
+def run_seconds(run: Mapping[str, Any], now: datetime) -> float | None:
+    """Seconds since the run's data begin (``startedAt``); None before its first measurement."""
+    started = run.get("startedAt")
+    if not started:
+        return None
+    return max((now - parse_stamp(started, now)).total_seconds(), 0.0)
 
 
 def next_due_seconds(run: Mapping[str, Any], analysis: Analysis, now: datetime) -> float:
