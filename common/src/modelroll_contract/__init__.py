@@ -90,6 +90,12 @@ ENV_SHADOW_QUEUE_BYTES = "MODELROLL_SERVER_SHADOW_QUEUE_BYTES"
 ENV_FEEDBACK_WINDOW_ROWS = "MODELROLL_SERVER_FEEDBACK_WINDOW_ROWS"  # per worker; 0: off
 ENV_FEEDBACK_MAX_AGE_SECONDS = "MODELROLL_SERVER_FEEDBACK_MAX_AGE_SECONDS"
 ENV_REFERENCE = "MODELROLL_SERVER_REFERENCE"  # reference.json of the served model (drift metrics)
+# Labels reach the Pod that answered: an id the server makes names its Pod (this address and
+# --port), signed with the key every Pod of one ModelDeployment shares (Secret NAME-feedback,
+# FEEDBACK_SECRET_KEY in its data), and any Pod forwards a label to the Pod its id names.
+ENV_POD_IP = "MODELROLL_SERVER_POD_IP"  # the Pod's IP, from the downward API (status.podIP)
+ENV_FEEDBACK_KEY = "MODELROLL_SERVER_FEEDBACK_KEY"  # env only: a flag would show it in ps
+FEEDBACK_SECRET_KEY = "key"
 
 # --- Paired shadow comparison: the stable's server copies requests to the canary ------------
 # The file is JSON, {"target": "HOST:PORT" (the canary's gRPC address), "percent": 0-100,
@@ -119,6 +125,10 @@ METRIC_FEEDBACK = "modelroll_feedback_total"
 FEEDBACK_RESULTS = ("correct", "incorrect", "matched", "unmatched")
 METRIC_FEEDBACK_ABS_ERROR = "modelroll_feedback_abs_error"  # regressors: histogram of |predicted - label|
 REQUEST_ID_HEADER = "x-request-id"  # KServe V1 answers carry the id feedback refers to here
+# ids of labels sent on to the Pod that answered them, + outcome (FORWARD_OUTCOMES): answered, or
+# failed (unreachable, an error, no answer in time: those labels count as unmatched here)
+METRIC_FEEDBACK_FORWARDED = "modelroll_feedback_forwarded_total"
+FORWARD_OUTCOMES = ("answered", "failed")
 # regressors: histogram of predicted values over fixed buckets every server shares (so a canary's
 # and a stable's compare bucket by bucket, whatever their references)
 METRIC_PREDICTION_VALUE = "modelroll_prediction_value"

@@ -19,10 +19,11 @@ from typing import Any
 import orjson
 from modelroll_contract import LIVE_PATH, METRICS_PATH, READY_PATH, REQUEST_ID_HEADER
 
-from . import __version__, feedback, openapi
+from . import __version__, feedback, feedback_ids, openapi
 from .batching import Batcher, Job
 from .config import Settings
 from .errors import ClientError, MethodNotAllowed, NotFound
+from .feedback_forward import FORWARDED_PATH, Router, Split
 from .loading import LoadedModel
 from .metrics import Metrics
 from .protocol import decode_v1, decode_v2, encode_v1, encode_v2
@@ -62,7 +63,12 @@ class App:
         # predictions kept for late labels: the window shared by this server's workers
         self.window = feedback.window(settings.feedback_window_rows, settings.feedback_max_age_seconds)
         self.feedback: feedback.Feedback | None = None
-        self.new_id = feedback.RequestIds(self.window.region).new  # for requests that bring none
+        # ids name this Pod when it has an address and the ModelDeployment's key (feedback_ids.py)
+        codec = feedback_ids.RouteCodec(settings.feedback_key.encode()) if settings.feedback_key else None
+        own = feedback_ids.Route(settings.pod_ip, settings.port) if settings.pod_ip else None
+        self.router = Router(codec, own, settings.name, metrics)
+        self.new_id = feedback_ids.RequestIds(self.window.region, self.router.own_part).new  # for requests with none
+        self._forwarding: set[asyncio.Task[Any]] = set()  # labels on their way to other Pods
         self.routes = self._routes()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -147,6 +153,8 @@ class App:
             r[prefix + b"/ready"] = (b"GET", self.h_model_ready)
             r[prefix + b"/infer"] = (b"POST", V2)
             r[prefix + b"/feedback"] = (b"POST", self.h_feedback)
+        # labels another Pod of this ModelDeployment sent on (feedback_forward.py): never sent on again
+        r[FORWARDED_PATH.format(name=name.decode()).encode()] = (b"POST", self.h_feedback_forwarded)
         return r
 
     def not_found(self, method: bytes, path: bytes) -> tuple[int | None, ClientError]:
@@ -213,21 +221,57 @@ class App:
 
     def h_feedback(self, reply: Reply, body: bytes) -> None:
         """Late labels for earlier requests (feedback.py); never counted as inference."""
+        self._feedback(reply, body, self.router)
+
+    def h_feedback_forwarded(self, reply: Reply, body: bytes) -> None:
+        """Labels another Pod sent on: matched here, whatever their ids name."""
+        self._feedback(reply, body, None)
+
+    def _feedback(self, reply: Reply, body: bytes, router: Router | None) -> None:
         fb = self.feedback
         if fb is None:
             reply(503, error_body("model is not ready yet"), JSON, b"")
             return
         if len(body) >= OFF_LOOP_BYTES:  # parsing a large body must not hold the loop
-            fut = self.loop.run_in_executor(None, _parse_feedback, fb, body)
-            fut.add_done_callback(lambda f: self._feedback_parsed(reply, fb, f.result()))
+            fut = self.loop.run_in_executor(None, _parse_feedback, fb, router, body)
+            fut.add_done_callback(lambda f: self._feedback_parsed(reply, fb, router, f.result()))
             return
-        self._feedback_parsed(reply, fb, _parse_feedback(fb, body))
+        self._feedback_parsed(reply, fb, router, _parse_feedback(fb, router, body))
 
-    def _feedback_parsed(self, reply: Reply, fb: feedback.Feedback, parsed: feedback.Parsed | Exception) -> None:
+    def _feedback_parsed(self, reply: Reply, fb: feedback.Feedback, router: Router | None,
+                         parsed: tuple[feedback.Parsed, Split] | Exception) -> None:  # fmt: skip
         try:
             if isinstance(parsed, Exception):
                 raise parsed
-            answer = fb.apply(parsed)  # on the loop: it counts in this worker's metrics
+            labels, split = parsed
+            tally = fb.apply(labels, split.local)  # on the loop: it counts in this worker's metrics
+            if router is None:  # a forwarded request: counts, even of nothing, for the Pod that sent it
+                reply(200, orjson.dumps(self.router.forwarded_answer(tally)), JSON, b"")
+                return
+            if split.remote:
+                task = self.loop.create_task(router.forward(labels, split.remote))
+                self._forwarding.add(task)
+                task.add_done_callback(lambda t: self._feedback_merged(reply, labels, tally, t))
+                return
+            answer = feedback.answer(labels.ids, tally)
+        except ClientError as e:
+            reply(e.status, error_body(str(e)), JSON, b"")
+            return
+        except Exception as e:  # a bug must not take the connection down
+            log.exception("feedback failed")
+            reply(500, error_body(f"internal error: {e}"), JSON, b"")
+            return
+        reply(200, orjson.dumps(answer), JSON, b"")
+
+    def _feedback_merged(self, reply: Reply, labels: feedback.Parsed, tally: feedback.Tally,
+                            task: asyncio.Task[Any]) -> None:  # fmt: skip
+        """Answer with this Pod's tally and the other Pods' together."""
+        self._forwarding.discard(task)
+        try:
+            remote = task.result()
+            merged = feedback.Tally(tally.matched + remote.tally.matched, tally.unmatched + remote.tally.unmatched,
+                                    tally.labelled + remote.tally.labelled)  # fmt: skip
+            answer = feedback.answer(labels.ids, merged, remote.unreachable)
         except ClientError as e:
             reply(e.status, error_body(str(e)), JSON, b"")
             return
@@ -375,8 +419,12 @@ class App:
         reply(status, body, JSON, extra)
 
 
-def _parse_feedback(fb: feedback.Feedback, body: bytes) -> feedback.Parsed | Exception:
+def _parse_feedback(fb: feedback.Feedback, router: Router | None,
+                    body: bytes) -> tuple[feedback.Parsed, Split] | Exception:  # fmt: skip
+    """The labels, and which Pod each belongs to (None: a forwarded request, all of them here)."""
     try:
-        return fb.parse(body)
+        parsed = fb.parse(body)
+        split = router.split(parsed.ids) if router is not None else Split(list(range(len(parsed.ids))), {})
+        return parsed, split
     except Exception as e:  # answered on the loop
         return e

@@ -6,11 +6,13 @@ Loaded once at startup; a bad value raises ``ConfigError`` naming the flag and i
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from dataclasses import MISSING, dataclass, field, fields
 
 from modelroll_contract import (
     ENV_DIGEST,
+    ENV_FEEDBACK_KEY,
     ENV_FEEDBACK_MAX_AGE_SECONDS,
     ENV_FEEDBACK_WINDOW_ROWS,
     ENV_FORMAT,
@@ -24,6 +26,7 @@ from modelroll_contract import (
     ENV_METHOD,
     ENV_MODEL,
     ENV_NAME,
+    ENV_POD_IP,
     ENV_PORT,
     ENV_PREFIX,
     ENV_REFERENCE,
@@ -42,6 +45,7 @@ from modelroll_contract import (
     TRACKS,
 )
 
+from .feedback_ids import MIN_KEY_BYTES
 from .loading import parse_digest
 
 
@@ -81,6 +85,10 @@ class Settings:
     # predictions kept for late labels (feedback.py), per worker: about 72 bytes a row; 0: off
     feedback_window_rows: int = 100_000
     feedback_max_age_seconds: float = 3600.0  # an older prediction is unmatched
+    # Labels for another Pod's predictions go to that Pod (feedback_forward.py): ids name this
+    # address and --port when the ModelDeployment's key is set too; without either, ids stay local.
+    pod_ip: str | None = None
+    feedback_key: str | None = field(default=None, repr=False)  # env only (ENV_ONLY), never logged
     reference: str | None = None  # the model's reference.json: drift metrics (drift.py)
     termination_log: str = TERMINATION_LOG
     log_level: str = "INFO"
@@ -113,16 +121,22 @@ _ENV: dict[str, str] = {
     "shadow_queue_bytes": ENV_SHADOW_QUEUE_BYTES,
     "feedback_window_rows": ENV_FEEDBACK_WINDOW_ROWS,
     "feedback_max_age_seconds": ENV_FEEDBACK_MAX_AGE_SECONDS,
+    "pod_ip": ENV_POD_IP,
+    "feedback_key": ENV_FEEDBACK_KEY,
     "reference": ENV_REFERENCE,
     "termination_log": ENV_TERMINATION_LOG,
     "log_level": ENV_LOG_LEVEL,
 }
+# secrets have no flag: a flag's value is in the process list for every user of the machine
+ENV_ONLY = frozenset({"feedback_key"})
 _FIELDS = {f.name: f for f in fields(Settings)}
 _TYPES = {"int": int, "float": float}
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     for flag, env in _ENV.items():
+        if flag in ENV_ONLY:
+            continue
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, default=None, help=f"(env {env})")
 
 
@@ -163,7 +177,8 @@ def load_settings(args: argparse.Namespace, environ: dict[str, str] | None = Non
 
 def _validate(s: Settings) -> None:
     def bad(flag: str, msg: str) -> ConfigError:
-        return ConfigError(f"--{flag} ({_ENV[flag.replace('-', '_')]}): {msg}")
+        name = flag.replace("-", "_")
+        return ConfigError(f"{_ENV[name]}: {msg}" if name in ENV_ONLY else f"--{flag} ({_ENV[name]}): {msg}")
 
     if s.track not in TRACKS:
         raise bad("track", f"must be one of {', '.join(TRACKS)}, got {s.track!r}")
@@ -190,6 +205,14 @@ def _validate(s: Settings) -> None:
                  "feedback_max_age_seconds"):  # fmt: skip
         if not getattr(s, flag) > 0:
             raise bad(flag.replace("_", "-"), f"must be positive, got {getattr(s, flag)}")
+    if s.pod_ip is not None:
+        try:
+            ipaddress.ip_address(s.pod_ip)
+        except ValueError:
+            raise bad("pod-ip", f"must be an IP address (the Pod's, status.podIP), got {s.pod_ip!r}") from None
+    if s.feedback_key is not None and len(s.feedback_key.encode()) < MIN_KEY_BYTES:
+        # the value is never echoed: it is a secret, even when it is a bad one
+        raise bad("feedback-key", f"must be at least {MIN_KEY_BYTES} bytes long")
     if s.format is not None and s.format not in MODEL_FORMATS:
         raise bad("format", f"must be one of {', '.join(MODEL_FORMATS)}, got {s.format!r}")
     try:

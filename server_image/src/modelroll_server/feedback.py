@@ -27,9 +27,7 @@ that slot can have), so a repeated label counts as unmatched instead of twice.
 
 from __future__ import annotations
 
-import itertools
 import mmap
-import secrets
 import time
 from typing import Any, NamedTuple
 
@@ -212,23 +210,12 @@ def window(rows: int, max_age_seconds: float) -> Window:
     return _shared if _shared is not None else Window(rows, 1, max_age_seconds)
 
 
-class RequestIds:
-    """Ids for requests that came without one: a random prefix per process, the worker's index
-    and a counter, so they are unique across workers (and their replacements) and short."""
-
-    def __init__(self, worker: int) -> None:
-        self.prefix = f"{secrets.token_hex(4)}-{worker}-"
-        self._next = itertools.count(1).__next__
-
-    def new(self) -> str:
-        return f"{self.prefix}{self._next():x}"
-
-
 # --- the feedback endpoint -------------------------------------------------------------------
 class Parsed(NamedTuple):
     ids: list[str]
     counts: list[int]  # labels per id
     labels: np.ndarray  # every id's labels, concatenated: class indexes (-1: no such class) or values
+    items: list[dict[str, Any]]  # as sent: what is forwarded to another Pod (feedback_forward.py)
 
 
 class Feedback:
@@ -292,6 +279,7 @@ class Feedback:
         ids: list[str] = []
         counts: list[int] = []
         flat: list[Any] = []
+        kept: list[dict[str, Any]] = []
         for n, item in enumerate(items):
             where = f"item {n}: " if isinstance(doc, list) else ""
             if not isinstance(item, dict):
@@ -304,7 +292,8 @@ class Feedback:
             ids.append(rid)
             counts.append(len(labels))
             flat.extend(labels)
-        return Parsed(ids, counts, self._labels(flat))
+            kept.append(item)
+        return Parsed(ids, counts, self._labels(flat), kept)
 
     def _labels(self, flat: list[Any]) -> np.ndarray:
         kind = self._label_kind if self.classifier else "number"
@@ -342,41 +331,64 @@ class Feedback:
         hit = self._sorted_classes[pos] == labels
         return np.where(hit, self._class_order[pos], -1).astype(np.float64)
 
-    def apply(self, parsed: Parsed) -> dict[str, Any]:
-        """Match, count and answer (on the event loop): 200 with counts when any id matched,
-        404 naming an id when none did (counted as unmatched), 400 when a label count is wrong."""
-        found, labelled = self.window.lookup(parsed.ids)
+    def apply(self, parsed: Parsed, at: list[int]) -> Tally:
+        """Match and count the ids at positions ``at`` of ``parsed`` against this Pod's window
+        (on the event loop: it counts in this worker's metrics); InvalidInput (400) when a label
+        count is wrong, and then nothing is counted or consumed."""
+        found, labelled = self.window.lookup([parsed.ids[i] for i in at])
         offsets = np.concatenate([[0], np.cumsum(parsed.counts)])
-        for i, entry in enumerate(found):
+        for i, entry in zip(at, found, strict=True):
             if entry is not None and len(entry.values) != parsed.counts[i]:
                 raise InvalidInput(f"id {_short(parsed.ids[i])}: the request had {len(entry.values)} rows, "
                                    f"got {parsed.counts[i]} labels")  # fmt: skip
-        matched = [i for i, e in enumerate(found) if e is not None]
-        unmatched = [i for i, e in enumerate(found) if e is None]
-        unmatched_rows = sum(parsed.counts[i] for i in unmatched)
+        matched = [(i, e) for i, e in zip(at, found, strict=True) if e is not None]
+        unmatched = [i for i, e in zip(at, found, strict=True) if e is None]
         if matched:
-            predicted = np.concatenate([found[i].values for i in matched])  # type: ignore[union-attr]
-            truth = np.concatenate([parsed.labels[offsets[i] : offsets[i + 1]] for i in matched])
+            predicted = np.concatenate([e.values for _, e in matched])
+            truth = np.concatenate([parsed.labels[offsets[i] : offsets[i + 1]] for i, _ in matched])
             if self.classifier:
                 correct = int(np.count_nonzero((predicted == truth) & (truth >= 0)))
                 self.metrics.feedback_rows(correct=correct, incorrect=len(truth) - correct)
             else:
                 self.metrics.feedback_errors(np.abs(predicted - truth))
-            for i in matched:
-                self.window.consume(found[i])  # type: ignore[arg-type]
-        self.metrics.feedback_rows(unmatched=unmatched_rows)
-        if not matched:
-            rid = _short(parsed.ids[0])
-            why = "it was already labelled" if labelled == len(parsed.ids) else (
-                "unknown, expired or overwritten by newer predictions")  # fmt: skip
-            if len(parsed.ids) == 1:
-                raise NotFound(f"no prediction with id {rid} in the feedback window: {why}")
-            raise NotFound(f"none of the {len(parsed.ids)} ids has a prediction in the feedback window "
-                           f"(the first: {rid}): {why}")  # fmt: skip
-        answer: dict[str, Any] = {"matched": len(matched), "unmatched": len(unmatched)}
-        if unmatched:
-            answer["unmatched_ids"] = [parsed.ids[i] for i in unmatched]
-        return answer
+            for _, entry in matched:
+                self.window.consume(entry)
+        self.metrics.feedback_rows(unmatched=sum(parsed.counts[i] for i in unmatched))
+        return Tally(len(matched), unmatched, labelled)
+
+
+class Tally(NamedTuple):
+    """What one Pod made of the ids it was given."""
+
+    matched: int
+    unmatched: list[int]  # positions in the request of the ids not matched
+    labelled: int  # of those, how many were found but already labelled
+
+
+def answer(ids: list[str], tally: Tally, unreachable: dict[int, str] | None = None) -> dict[str, Any]:
+    """The client's answer for every id of its request, however many Pods counted them: 200's
+    counts when any matched, else NotFound (404) naming the first id and why. ``unreachable``:
+    positions whose Pod could not be asked, with why (they are in ``tally.unmatched`` too)."""
+    unreachable = unreachable or {}
+    unmatched = sorted(tally.unmatched)
+    if not tally.matched:
+        rid = _short(ids[0])
+        if 0 in unreachable:
+            why = f"the Pod that answered it could not be asked ({unreachable[0]})"
+        elif tally.labelled == len(ids):
+            why = "it was already labelled"
+        else:
+            why = "unknown, expired or overwritten by newer predictions"
+        if len(ids) == 1:
+            raise NotFound(f"no prediction with id {rid} in the feedback window: {why}")
+        raise NotFound(f"none of the {len(ids)} ids has a prediction in the feedback window "
+                       f"(the first: {rid}): {why}")  # fmt: skip
+    out: dict[str, Any] = {"matched": tally.matched, "unmatched": len(unmatched)}
+    if unmatched:
+        out["unmatched_ids"] = [ids[i] for i in unmatched]
+    if unreachable:
+        out["unreachable"] = len(unreachable)
+    return out
 
 
 def _short(value: Any) -> str:

@@ -18,10 +18,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from modelroll_contract import (
     FEEDBACK_RESULTS,
+    FORWARD_OUTCOMES,
     METRIC_BATCH_SIZE,
     METRIC_CONFIDENCE,
     METRIC_FEEDBACK,
     METRIC_FEEDBACK_ABS_ERROR,
+    METRIC_FEEDBACK_FORWARDED,
     METRIC_INFLIGHT,
     METRIC_LATENCY,
     METRIC_LOAD_SECONDS,
@@ -83,6 +85,7 @@ class _Layout:
         # late labels (feedback.py): rows by result, and a regressor's |predicted - label|
         self.feedback = self._take(len(FEEDBACK_RESULTS))
         self.feedback_error = self._take(_hist_size(DIFFERENCE_BUCKETS))
+        self.feedback_forwarded = self._take(len(FORWARD_OUTCOMES))  # ids sent to the Pod that answered
         self.prediction_value = self._take(_hist_size(PREDICTION_VALUE_BUCKETS))  # regressors
 
     def _take(self, n: int) -> int:
@@ -215,6 +218,11 @@ class Metrics:
         self._observe_many(LAYOUT.feedback_error, DIFFERENCE_BUCKETS, errors)
         self._arr[LAYOUT.feedback + 2] += len(errors)
 
+    def feedback_forwarded(self, answered: int = 0, failed: int = 0) -> None:
+        """Ids whose labels went to the Pod that answered them (feedback_forward.py)."""
+        self._mv[LAYOUT.feedback_forwarded] += answered
+        self._mv[LAYOUT.feedback_forwarded + 1] += failed
+
     # --- shadowing (shadow.py) ------------------------------------------------------------
     def shadow_target(self, version: str | None) -> None:
         """Count from now on against canary ``version`` (None: not shadowing). A new version
@@ -317,6 +325,11 @@ class Metrics:
         if not self.classes:
             header(METRIC_FEEDBACK_ABS_ERROR, "histogram", "Absolute error of each labelled row's prediction.")
             hist(METRIC_FEEDBACK_ABS_ERROR, LAYOUT.feedback_error, DIFFERENCE_BUCKETS, "")
+        header(METRIC_FEEDBACK_FORWARDED, "counter", "Labelled ids sent on to the Pod that answered them, by "
+               "outcome: answered, or failed (unreachable, an error, no answer in time; unmatched here).")  # fmt: skip
+        for i, outcome in enumerate(FORWARD_OUTCOMES):
+            v = float(total[LAYOUT.feedback_forwarded + i])
+            out.append(f'{METRIC_FEEDBACK_FORWARDED}{{{base},outcome="{outcome}"}} {_fmt(v)}')
         if self.shadow_version is not None:
             # only the regions counting against the same canary (a worker that has not yet
             # seen a new target still counts against the old one)

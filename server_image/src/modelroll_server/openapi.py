@@ -136,7 +136,8 @@ def _build(name: str, version: str, n_features: int | None) -> dict[str, Any]:
         "responses": {
             "200": _json({"type": "object", "required": ["matched", "unmatched"], "properties": {
                 "matched": {"type": "integer"}, "unmatched": {"type": "integer"},
-                "unmatched_ids": {"type": "array", "items": {"type": "string"}}}}),
+                "unmatched_ids": {"type": "array", "items": {"type": "string"}},
+                "unreachable": {"type": "integer", "description": "ids whose Pod could not be asked"}}}),
             **errors,
         },
     }  # fmt: skip
