@@ -197,6 +197,28 @@ def test_live_accuracy_waits_out_the_shadow_phase():
     assert analysis_at(Analysis(gates=(ACCURACY,)), shadowing=True) is None
 
 
+def test_the_event_and_the_plugin_show_both_tracks():
+    from modelroll.cli.render import analysis_view
+
+    analysis = Analysis(min_samples=100, gates=(ACCURACY, DRIFT))
+    data = {
+        "accuracy": GateData(canary_feedback={"correct": 460, "incorrect": 40}, stable_feedback=STABLE),
+        "drift": GateData(canary_bins=AGED, canary_reference=REF, stable_bins=SAME, stable_reference=REF),
+    }
+    run, events = st.fold_measurement(st.build_run("canary", "r2"), analysis, Measurement("canary", "r2", T0, data), 0)
+    (event,) = events
+    assert (
+        "accuracy Pass 0.92 (accuracy >= 0.9, accuracy >= stable - 0.02, 500 samples; "
+        "canary accuracy 0.92 of 500 labels, stable accuracy 0.94 of 2000 labels)" in event.message
+    )
+    assert "canary age PSI 0.6031 over 400 rows, stable age PSI 0.0001999 over 400 rows)" in event.message
+    lines = "\n".join(analysis_view(run)).splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("QUALITY GATE")))
+    assert lines[header].split() == ["QUALITY", "GATE", "CANARY", "STABLE"]
+    assert " ".join(lines[header + 1].split()) == "accuracy accuracy 0.92 of 500 labels accuracy 0.94 of 2000 labels"
+    assert " ".join(lines[header + 2].split()) == "drift age PSI 0.6031 over 400 rows age PSI 0.0002 over 400 rows"
+
+
 # --- queries and answers ---------------------------------------------------------------------------
 
 PLAN = MeasurementPlan(

@@ -72,6 +72,9 @@ def test_dashboard_is_json_with_the_promised_panels() -> None:
         "modelroll_modeldeployment_gate_value",
         "modelroll_shadow_rows_total",
         "modelroll_shadow_requests_total",
+        "modelroll_feedback_total",
+        "modelroll_feature_psi",
+        "modelroll_modeldeployment_gate_track_value",
     ):
         assert metric in exprs
     assert "histogram_quantile(0.99" in exprs and "histogram_quantile(0.5" in exprs

@@ -63,3 +63,48 @@ def test_each_gate_exports_its_verdict_value_and_sample_size():
 def test_an_object_without_analysis_exports_no_gate_series():
     got = samples_of({"metadata": {"namespace": "ml", "name": "fraud"}, "status": {"phase": "Healthy"}})
     assert not [name for name, _ in got if "_gate_" in name]
+
+
+def test_quality_gates_export_each_tracks_value_and_sample_size():
+    gates = [
+        {
+            "name": "accuracy",
+            "verdict": "Pass",
+            "value": 0.92,
+            "samples": 500,
+            "threshold": "accuracy >= 0.9",
+            "tracks": {"canary": {"accuracy": 0.92, "labels": 500}, "stable": {"labels": 0}},
+        },
+        {
+            "name": "drift",
+            "verdict": "Fail",
+            "value": 0.6,
+            "samples": 400,
+            "threshold": "PSI <= 0.1 per feature",
+            "tracks": {
+                "canary": {"feature": "age", "psi": 0.6, "rows": 400},
+                "stable": {"feature": "x", "psi": 0.02, "rows": 9000},
+            },
+        },
+    ]
+    obj = {
+        "metadata": {"namespace": "ml", "name": "fraud"},
+        "status": {"analysis": {"scope": "canary", "gates": gates}},
+    }
+    got = samples_of(obj)
+
+    def key(gate, track):
+        return (
+            ("gate", gate),
+            ("model_name", "fraud"),
+            ("model_namespace", "ml"),
+            ("scope", "canary"),
+            ("track", track),
+        )
+
+    assert got[("modelroll_modeldeployment_gate_track_value", key("accuracy", "canary"))] == 0.92
+    assert got[("modelroll_modeldeployment_gate_track_samples", key("accuracy", "canary"))] == 500
+    assert ("modelroll_modeldeployment_gate_track_value", key("accuracy", "stable")) not in got  # no labels, no value
+    assert got[("modelroll_modeldeployment_gate_track_samples", key("accuracy", "stable"))] == 0
+    assert got[("modelroll_modeldeployment_gate_track_value", key("drift", "stable"))] == 0.02
+    assert got[("modelroll_modeldeployment_gate_track_samples", key("drift", "stable"))] == 9000

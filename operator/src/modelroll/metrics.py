@@ -11,6 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .analysis.gates import VERDICTS
+from .analysis.verdict import TRACK_SAMPLE_KEYS, TRACK_VALUE_KEYS
 
 RECONCILES = Counter(
     "modelroll_operator_reconciles_total", "Reconciles by outcome (changed, unchanged, error).", ["outcome"]
@@ -74,6 +75,17 @@ class ObjectCollector(Collector):
             "modelroll_modeldeployment_gate_samples", "The sample size behind each analysis gate's latest verdict.",
             labels=gate_labels,
         )  # fmt: skip
+        track_value = GaugeMetricFamily(
+            "modelroll_modeldeployment_gate_track_value",
+            "Each track's own value of a quality gate (status.analysis.gates[].tracks): featureDrift's largest "
+            "feature PSI, liveAccuracy's accuracy or mean absolute error.",
+            labels=[*gate_labels, "track"],
+        )  # fmt: skip
+        track_samples = GaugeMetricFamily(
+            "modelroll_modeldeployment_gate_track_samples",
+            "Each track's sample size behind a quality gate: input rows (featureDrift) or labels (liveAccuracy).",
+            labels=[*gate_labels, "track"],
+        )  # fmt: skip
         for obj in list(self.parents()):
             meta, status = obj["metadata"], obj.get("status") or {}
             ident = [meta["namespace"], meta["name"]]
@@ -93,7 +105,14 @@ class ObjectCollector(Collector):
                     gate_value.add_metric(key, float(gate["value"]))
                 if isinstance(gate.get("samples"), int):
                     gate_samples.add_metric(key, float(gate["samples"]))
-        yield from (phase, weight, step, gate_verdict, gate_value, gate_samples)
+                for track, entry in sorted((gate.get("tracks") or {}).items()):
+                    value = next((entry[k] for k in TRACK_VALUE_KEYS if isinstance(entry.get(k), (int, float))), None)
+                    if value is not None:
+                        track_value.add_metric([*key, track], float(value))
+                    size = next((entry[k] for k in TRACK_SAMPLE_KEYS if isinstance(entry.get(k), int)), None)
+                    if size is not None:
+                        track_samples.add_metric([*key, track], float(size))
+        yield from (phase, weight, step, gate_verdict, gate_value, gate_samples, track_value, track_samples)
 
 
 async def serve(

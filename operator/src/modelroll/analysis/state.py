@@ -30,6 +30,7 @@ from typing import Any
 from ..events import Event
 from ..spec import Analysis
 from .gates import ERROR, FAIL, INCONCLUSIVE, PASS, GateVerdict, Measurement, evaluate_measurement
+from .verdict import describe_tracks
 
 RUNNING, PASSED, FAILED = "Running", "Passed", "Failed"
 PHASE_OF = {PASS: PASSED, FAIL: FAILED, INCONCLUSIVE: INCONCLUSIVE, ERROR: ERROR}
@@ -90,7 +91,8 @@ def gate_table(verdicts: list[GateVerdict]) -> str:
     def one(v: GateVerdict) -> str:
         value = f" {v.value:.4g}" if v.value is not None else ""
         samples = f", {v.samples} samples" if v.samples is not None else ""
-        return f"{v.name} {v.verdict}{value} ({v.threshold}{samples})"
+        tracks = f"; {describe_tracks(v.tracks)}" if v.tracks else ""  # the quality gates' per-track numbers
+        return f"{v.name} {v.verdict}{value} ({v.threshold}{samples}{tracks})"
 
     return "; ".join(one(v) for v in verdicts)
 

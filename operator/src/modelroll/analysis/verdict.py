@@ -130,3 +130,25 @@ def derived(gate: Gate, significance: float, what: str = "") -> str:
     return (
         f"derived from detect {fmt(gate.detect or 0.0)} at significance {fmt(significance)}, power {fmt(POWER)}{what}"
     )
+
+
+_VALUE_WORDS = {"accuracy": "accuracy", "meanAbsError": "mean |error|", "psi": "PSI"}
+
+
+def describe_track(entry: Mapping[str, Any]) -> str:
+    """One track's entry in words: "accuracy 0.92 of 500 labels", "age PSI 0.31 over 480 rows"."""
+    words = [str(entry["feature"])] if entry.get("feature") is not None else []
+    value = next((k for k in TRACK_VALUE_KEYS if isinstance(entry.get(k), (int, float))), None)
+    if value is not None:
+        words.append(f"{_VALUE_WORDS[value]} {fmt(float(entry[value]))}")
+    size = next((k for k in TRACK_SAMPLE_KEYS if k in entry), None)
+    if size is not None:
+        joint = ("of " if size == "labels" else "over ") if words else ""
+        words.append(f"{joint}{entry[size]} {size}")
+    return " ".join(words)
+
+
+def describe_tracks(tracks: Mapping[str, Mapping[str, Any]]) -> str:
+    """Every track's entry, canary first: "canary accuracy 0.92 of 500 labels, stable ..."."""
+    order = sorted(tracks, key=lambda track: (track != "canary", track))
+    return ", ".join(f"{track} {describe_track(tracks[track])}" for track in order)

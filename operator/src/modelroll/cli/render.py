@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..analysis.verdict import describe_track
+
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(c) for c in header], *[[("" if c is None else str(c)) for c in row] for row in rows]]
@@ -67,7 +69,18 @@ def analysis_view(run: Mapping[str, Any]) -> list[str]:
         )
         for g in run.get("gates") or []
     ]
-    return [head, table(("GATE", "VALUE", "THRESHOLD", "SAMPLES", "VERDICT", "MESSAGE"), rows)] if rows else [head]
+    if not rows:
+        return [head]
+    out = [head, table(("GATE", "VALUE", "THRESHOLD", "SAMPLES", "VERDICT", "MESSAGE"), rows)]
+    # the quality gates (featureDrift, liveAccuracy): both tracks' own numbers, a line per gate
+    quality = [
+        (g.get("name", ""), *(describe_track(g["tracks"].get(t) or {}) or "-" for t in ("canary", "stable")))
+        for g in run.get("gates") or []
+        if isinstance(g.get("tracks"), Mapping)
+    ]
+    if quality:
+        out += ["", table(("QUALITY GATE", "CANARY", "STABLE"), quality)]
+    return out
 
 
 def status_view(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> str:
