@@ -77,3 +77,69 @@ chart-crds: venv
 
 chart-lint: cluster-tools
 	@$$(tests/cluster/build-tools.sh --print-bin-dir)/helm lint --strict charts/modelroll
+
+# --- pipeline (examples/pipeline) -------------------------------------------------------------
+# Raw data to a released model, one step per target: data -> train -> evaluate (the gate) ->
+# package -> push -> release; `make pipeline` runs them in order, then the rollout demo's bad
+# model (pipeline-bad) and drifted traffic (pipeline-drift). Every step reads the previous
+# one's files under PIPELINE_BUILD (layout: examples/pipeline/README.md), so CI runs each as
+# its own step. PIPELINE_STORE is a prefix: a release goes under PIPELINE_STORE/VERSION/.
+# PIPELINE_MANIFEST is the file pipeline-release writes, from the committed manifest: a copy
+# in the build dir unless it is set (the release workflow sets it to the committed file).
+.PHONY: pipeline pipeline-raw pipeline-data pipeline-train pipeline-evaluate pipeline-package pipeline-push pipeline-release pipeline-bad pipeline-drift
+PIPELINE_DIR := examples/pipeline
+PIPELINE_RAW ?= $(PIPELINE_DIR)/data/raw.csv
+PIPELINE_BUILD ?= $(PIPELINE_DIR)/build
+PIPELINE_VERSION ?= v1
+PIPELINE_STORE ?= file://$(abspath $(PIPELINE_BUILD))/store
+PIPELINE_MANIFEST ?= $(PIPELINE_BUILD)/modeldeployment.yaml
+# the evaluation gate's bounds, METRIC=VALUE each (modelroll evaluate --min)
+PIPELINE_MIN ?= f1=0.9 roc_auc=0.97
+# the share of training labels the bad model is trained with flipped
+PIPELINE_CORRUPT ?= 0.45
+# the label column: columns.TARGET (tests/pipeline checks the two agree)
+PIPELINE_TARGET := malignant
+# $(call ...,DIR,VERSION): package DIR/model/model.joblib into DIR/package (reference: the
+# training split), push it to PIPELINE_STORE/VERSION (DIR/push.json), write DIR's manifest.
+pipeline_package = modelroll package $(1)/model/model.joblib --reference $(PIPELINE_BUILD)/data/train.csv --target $(PIPELINE_TARGET) --out $(1)/package --version $(2)
+pipeline_push = $(if $(PIPELINE_STORE),,$(error PIPELINE_STORE is empty: set it to s3://BUCKET/PREFIX or file:///DIR))modelroll push $(1)/package $(PIPELINE_STORE)/$(2) --json > $(1)/push.json && cat $(1)/push.json
+pipeline_release = $(PY) $(PIPELINE_DIR)/release.py $(1)/push.json $(PIPELINE_DIR)/deploy/modeldeployment.yaml --out $(2)
+
+pipeline: venv
+	@for step in data train evaluate package push release bad drift; do \
+	  $(MAKE) --no-print-directory pipeline-$$step || exit 1; done
+
+# Rewrites the committed raw CSV (only after changing make_raw.py; a test checks they agree).
+pipeline-raw: venv
+	$(PY) $(PIPELINE_DIR)/make_raw.py $(PIPELINE_RAW)
+
+pipeline-data: venv
+	$(PY) $(PIPELINE_DIR)/clean.py $(PIPELINE_RAW) --out $(PIPELINE_BUILD)/data
+
+pipeline-train: venv
+	$(PY) $(PIPELINE_DIR)/train.py $(PIPELINE_BUILD)/data --out $(PIPELINE_BUILD)/model
+
+pipeline-evaluate: venv
+	modelroll evaluate $(PIPELINE_BUILD)/model/model.joblib --data $(PIPELINE_BUILD)/data/test.csv \
+	  --target $(PIPELINE_TARGET) $(addprefix --min ,$(PIPELINE_MIN))
+
+pipeline-package: venv
+	$(call pipeline_package,$(PIPELINE_BUILD),$(PIPELINE_VERSION))
+
+pipeline-push: venv
+	$(call pipeline_push,$(PIPELINE_BUILD),$(PIPELINE_VERSION))
+
+pipeline-release: venv
+	$(call pipeline_release,$(PIPELINE_BUILD),$(PIPELINE_MANIFEST))
+
+# The rollout demo's bad release, VERSION-bad: trained on corrupted labels, with no evaluation
+# gate (it would stop this model, and the demo needs it served to show a canary catching it).
+pipeline-bad: venv
+	$(PY) $(PIPELINE_DIR)/train.py $(PIPELINE_BUILD)/data --out $(PIPELINE_BUILD)/bad/model \
+	  --corrupt-labels $(PIPELINE_CORRUPT)
+	$(call pipeline_package,$(PIPELINE_BUILD)/bad,$(PIPELINE_VERSION)-bad)
+	$(call pipeline_push,$(PIPELINE_BUILD)/bad,$(PIPELINE_VERSION)-bad)
+	$(call pipeline_release,$(PIPELINE_BUILD)/bad,$(PIPELINE_BUILD)/bad/modeldeployment.yaml)
+
+pipeline-drift: venv
+	$(PY) $(PIPELINE_DIR)/drift.py $(PIPELINE_BUILD)/data/traffic.csv --out $(PIPELINE_BUILD)/data/traffic-drifted.csv
