@@ -7,7 +7,7 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from modelroll.children import Owner
+from modelroll.children import Owner, build_feedback_secret
 from modelroll.observed import Observed
 from modelroll.planner import Plan, Subject, plan
 from modelroll_contract import LABEL_REVISION, LABEL_TRACK
@@ -34,6 +34,7 @@ class Cluster:
         self.routes: dict[str, Any] = {}
         self.hpas: dict[str, Any] = {}
         self.cms: dict[str, Any] = {}
+        self.secrets: dict[str, Any] = {}  # created once, as the controller does, with a key of its own
         self.unready: set[str] = set()  # revisions whose Pods never become Ready
         self.plans: list[Plan] = []
 
@@ -48,6 +49,7 @@ class Cluster:
             routes=dict(self.routes),
             autoscalers=dict(self.hpas),
             configmaps=dict(self.cms),
+            secrets=dict(self.secrets),
             pods=pods,
         )
 
@@ -86,6 +88,9 @@ class Cluster:
             annotations=dict(self.annotations),
         )
         result = plan(subject, self.observed(), now, IMAGE)
+        if result.create_feedback_secret:
+            secret = build_feedback_secret(OWNER, f"sim-key-{len(self.plans)}")
+            self.secrets.setdefault(secret["metadata"]["name"], secret)  # create: never replaces
         for obj in result.apply:
             store, name = getattr(self, KINDS[obj["kind"]]), obj["metadata"]["name"]
             obj = copy.deepcopy(obj)

@@ -34,7 +34,7 @@ def pod(drift=None, **model):
 
 
 def env_of(container):
-    return {e["name"]: e["value"] for e in container["env"]}
+    return {e["name"]: e.get("value") for e in container["env"]}  # valueFrom entries: None
 
 
 def test_the_reference_is_fetched_and_verified_by_its_own_init_container():

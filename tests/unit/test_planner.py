@@ -50,7 +50,8 @@ def cluster_after(result, ready, revision_pods=None, **dep_status):
             svcs[obj["metadata"]["name"]] = obj
         elif obj["kind"] == "ConfigMap":
             cms[obj["metadata"]["name"]] = obj
-    return Observed(deployments=deps, services=svcs, configmaps=cms, pods=revision_pods or ())
+    secrets = {"fraud-feedback": {"metadata": {"name": "fraud-feedback"}}} if result.create_feedback_secret else {}
+    return Observed(deployments=deps, services=svcs, configmaps=cms, secrets=secrets, pods=revision_pods or ())
 
 
 def revision(result):

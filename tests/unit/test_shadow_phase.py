@@ -163,7 +163,7 @@ def test_every_track_mounts_the_configmap_but_only_stable_reads_the_key_written(
     cluster, _ = rollout()
     for track in ("stable", "canary"):
         pod = cluster.deps[f"fraud-{track}"]["spec"]["template"]["spec"]
-        env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
         assert env[ENV_SHADOW_CONFIG] == f"{SHADOW_DIR}/{track}.json"
         volume = next(v for v in pod["volumes"] if v["name"] == "shadow")
         assert volume == {"name": "shadow", "configMap": {"name": "fraud-shadow", "optional": True}}

@@ -69,6 +69,7 @@ class Cache:
             autoscalers=dict(kids.get("HorizontalPodAutoscaler", {})),
             routes=dict(kids.get("HTTPRoute", {})),
             configmaps=dict(kids.get("ConfigMap", {})),
+            secrets=dict(kids.get("Secret", {})),
             pods=tuple(kids.get("Pod", {}).values()),
         )
 

@@ -8,6 +8,7 @@ field-by-field comparison against server-defaulted objects.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -15,17 +16,20 @@ from typing import Any
 
 from modelroll_contract import (
     ENV_DIGEST,
+    ENV_FEEDBACK_KEY,
     ENV_FORMAT,
     ENV_MAX_BATCH_SIZE,
     ENV_MAX_BATCH_WAIT_MS,
     ENV_METHOD,
     ENV_MODEL,
     ENV_NAME,
+    ENV_POD_IP,
     ENV_REFERENCE,
     ENV_SHADOW_CONFIG,
     ENV_TRACK,
     ENV_VERSION,
     ENV_WORKERS,
+    FEEDBACK_SECRET_KEY,
     GRPC_PORT,
     LABEL_MANAGED_BY,
     LABEL_NAME,
@@ -157,6 +161,17 @@ def build_pod_template(spec: ModelDeploymentSpec, owner: Owner, track: str, imag
         {"name": ENV_MAX_BATCH_SIZE, "value": str(server.batching.max_batch_size)},
         {"name": ENV_MAX_BATCH_WAIT_MS, "value": str(server.batching.max_latency_ms)},
         *([{"name": ENV_REFERENCE, "value": REFERENCE_PATH}] if spec.drift_reference_uri else []),
+        # Late labels reach the Pod that answered (docs/server.md, "Live accuracy"): request ids
+        # name this Pod's IP, signed with the key every Pod of both tracks shares, so a stable
+        # Pod can verify a canary Pod's ids and forward labels to it, and back. Optional: a Pod
+        # that starts without the Secret still serves, its ids local-only.
+        {"name": ENV_POD_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {
+            "name": ENV_FEEDBACK_KEY,
+            "valueFrom": {
+                "secretKeyRef": {"name": feedback_secret_name(owner), "key": FEEDBACK_SECRET_KEY, "optional": True}
+            },
+        },
         *({"name": k, "value": v} for k, v in server.env),
     ]
     pod_spec: dict[str, Any] = {
@@ -390,6 +405,25 @@ def build_shadow_config(owner: Owner, config: dict[str, Any] | None) -> dict[str
             "data": {SHADOW_KEY: text},
         }
     )
+
+
+def feedback_secret_name(owner: Owner) -> str:
+    return f"{owner.name}-feedback"
+
+
+def build_feedback_secret(owner: Owner, key: str) -> dict[str, Any]:
+    """Secret ``NAME-feedback``: the key the servers of every track sign and verify request ids
+    with. ``key`` is random, drawn by the caller when the Secret is created (the planner draws no
+    random numbers); it is created once and never written again, and immutable, so no Pod's key
+    changes under it (a new key would orphan the labels of every id already answered)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": child_metadata(owner, feedback_secret_name(owner)),
+        "type": "Opaque",
+        "immutable": True,
+        "data": {FEEDBACK_SECRET_KEY: base64.b64encode(key.encode()).decode()},
+    }
 
 
 def build_hpa(spec: ModelDeploymentSpec, owner: Owner) -> dict[str, Any]:

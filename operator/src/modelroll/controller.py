@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,7 +24,7 @@ from . import metrics
 from .analysis.prometheus import query_due_measurement
 from .cache import Cache, Key
 from .capabilities import needs_gateway_api, plan_waiting_for_gateway_api
-from .children import Owner
+from .children import Owner, build_feedback_secret
 from .fence import NotLeader
 from .kube import Kube
 from .planner import Plan, Subject, plan, timestamp
@@ -197,6 +198,10 @@ class Controller:
 
     async def _execute(self, subject: Subject, result: Plan, now: str) -> None:
         owner = subject.owner
+        if result.create_feedback_secret:  # first: the Pods about to be applied read it
+            secret = build_feedback_secret(owner, secrets.token_urlsafe(32))
+            await self.kube.create_once(secret)
+            self.cache.put_child("Secret", {"metadata": secret["metadata"]})  # the key stays out of memory
         applied = await asyncio.gather(*(self.kube.apply(obj) for obj in result.apply))
         for obj in applied:
             self.cache.put_child(obj["kind"], obj)

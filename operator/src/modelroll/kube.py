@@ -71,6 +71,18 @@ class Kube:
         result = await self.client.apply(codecs.from_dict(obj), field_manager=FIELD_MANAGER, force=True)
         return _plain(result)
 
+    async def create_once(self, obj: dict[str, Any]) -> bool:
+        """Create ``obj`` unless it exists (False then): never an update, so what is there stays.
+        Only create: the operator has no right to read Secrets, so it cannot look first."""
+        metrics.API_WRITES.labels("create", obj["kind"]).inc()
+        try:
+            await self.client.create(codecs.from_dict(obj))
+        except ApiError as error:
+            if error.status.code != 409:
+                raise
+            return False
+        return True
+
     async def delete(self, namespace: str, ref: ChildRef) -> None:
         metrics.API_WRITES.labels("delete", ref.kind).inc()
         try:

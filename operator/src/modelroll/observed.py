@@ -26,6 +26,11 @@ class Observed:
     autoscalers: Mapping[str, Obj] = field(default_factory=dict)
     routes: Mapping[str, Obj] = field(default_factory=dict)  # HTTPRoutes
     configmaps: Mapping[str, Obj] = field(default_factory=dict)  # NAME-shadow
+    # NAME-feedback, known to exist (metadata only). The operator may create Secrets but not read
+    # them (list or watch would mean reading every Secret of the namespace), so this is
+    # learnt from its own create, which answers AlreadyExists when the Secret is there. Not in
+    # owned(): never deleted by the operator, garbage-collected with the ModelDeployment.
+    secrets: Mapping[str, Obj] = field(default_factory=dict)
     pods: Sequence[Obj] = ()
     # The analysis measurement the controller took just before this reconcile (Prometheus
     # numbers, not yet judged); None when none was due. The strategies fold it into status.

@@ -23,6 +23,7 @@ from .children import (
     HASH_ANNOTATION,
     Owner,
     build_shadow_config,
+    feedback_secret_name,
     selector_string,
     shadow_config,
     shadow_version,
@@ -69,13 +70,17 @@ class Plan:
     apply: tuple[dict[str, Any], ...] = ()
     delete: tuple[ChildRef, ...] = ()
     scale: tuple[tuple[str, int], ...] = ()  # (Deployment, replicas) through the scale subresource
+    # create Secret NAME-feedback (children.build_feedback_secret) with a random key, before the
+    # Pods that read it: only when it is not known to exist, and never written afterwards
+    create_feedback_secret: bool = False
     status: dict[str, Any] | None = None  # the complete new status; None = unchanged
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
 
     @property
     def writes(self) -> int:
-        return len(self.apply) + len(self.delete) + len(self.scale) + (self.status is not None) + len(self.events)
+        return (len(self.apply) + len(self.delete) + len(self.scale) + self.create_feedback_secret
+                + (self.status is not None) + len(self.events))  # fmt: skip
 
 
 def _invalid(subject: Subject, requests: Requests, error: SpecError, now: datetime) -> Plan:
@@ -145,6 +150,7 @@ def _finish(subject: Subject, status: dict[str, Any], plan: Plan, events: list[E
         apply=plan.apply,
         delete=plan.delete,
         scale=plan.scale,
+        create_feedback_secret=plan.create_feedback_secret,
         status=status if changed else None,
         events=tuple(events),
         requeue_after=plan.requeue_after,
@@ -276,6 +282,7 @@ def plan(subject: Subject, observed: Observed, now: datetime, image: str) -> Pla
         scale=tuple(
             (name, n) for name, n in outcome.held.items() if (live.get(name) or {}).get("spec", {}).get("replicas") != n
         ),
+        create_feedback_secret=feedback_secret_name(owner) not in observed.secrets,
         requeue_after=outcome.requeue_after,
     )
     return _finish(subject, status, body, events)
