@@ -313,6 +313,7 @@ ANALYSIS_COPIES = [
     "spec.strategy.canary.analysis",
     "spec.strategy.blueGreen.prePromotionAnalysis",
     "spec.strategy.blueGreen.postPromotionAnalysis",
+    "spec.strategy.canary.postPromotionAnalysis",
 ]
 
 

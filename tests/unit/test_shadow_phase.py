@@ -214,4 +214,8 @@ def test_shadow_needs_no_gateway_and_a_regressor_gate_parses():
     blue_green = {"type": "BlueGreen", "blueGreen": {"prePromotionAnalysis": {"gates": [AGREEMENT]}}}
     with pytest.raises(SpecError) as e:
         parse_spec({**spec("v1"), "strategy": blue_green, "trafficRouting": {}})
-    assert e.value.path == "spec.strategy.blueGreen"
+    assert e.value.path == "spec.strategy.blueGreen.prePromotionAnalysis.gates"
+    watched = {"steps": [{"setWeight": 50}], "postPromotionAnalysis": {"gates": [AGREEMENT]}}
+    with pytest.raises(SpecError) as e:
+        parse_spec({**spec("v1"), "strategy": {"type": "Canary", "canary": watched}, "trafficRouting": {}})
+    assert e.value.path == "spec.strategy.canary.postPromotionAnalysis.gates"

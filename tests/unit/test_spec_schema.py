@@ -88,7 +88,12 @@ FULL = [
         **COMMON,
         "strategy": {
             "type": "Canary",
-            "canary": {"steps": [{"setWeight": 10}, {"pause": {"duration": "1m"}}], "analysis": SHADOW_ANALYSIS},
+            "canary": {
+                "steps": [{"setWeight": 10}, {"pause": {"duration": "1m"}}],
+                "analysis": SHADOW_ANALYSIS,
+                "scaleDownDelaySeconds": 600,
+                "postPromotionAnalysis": copy.deepcopy(ANALYSIS),
+            },
         },
         "trafficRouting": {
             "gatewayAPI": {

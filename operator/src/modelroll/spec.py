@@ -170,6 +170,9 @@ class RollingSpec:
 class CanarySpec:
     steps: tuple[Step, ...]
     analysis: Analysis | None = None
+    # the post-promotion watch (strategies/canary.py): 0 and no analysis = none
+    scale_down_delay_seconds: int = 0
+    post_promotion_analysis: Analysis | None = None
 
 
 @dataclass(frozen=True)
@@ -392,7 +395,14 @@ def _parse_strategy(s: Mapping[str, Any]) -> Strategy:
         if c is None:
             raise SpecError(f"{path}.canary.steps", "is required when spec.strategy.type is Canary")
         steps = _parse_steps(c["steps"], f"{path}.canary.steps")
-        canary = CanarySpec(steps=steps, analysis=_parse_analysis(c.get("analysis"), f"{path}.canary.analysis"))
+        canary = CanarySpec(
+            steps=steps,
+            analysis=_parse_analysis(c.get("analysis"), f"{path}.canary.analysis"),
+            scale_down_delay_seconds=c.get("scaleDownDelaySeconds", 0),
+            post_promotion_analysis=_parse_analysis(
+                c.get("postPromotionAnalysis"), f"{path}.canary.postPromotionAnalysis"
+            ),
+        )
     blue_green = None
     if kind == "BlueGreen":
         p, b = f"{path}.blueGreen", s.get("blueGreen") or default_of(SPEC_SCHEMA, f"{path}.blueGreen")
@@ -403,11 +413,14 @@ def _parse_strategy(s: Mapping[str, Any]) -> Strategy:
             post_promotion_analysis=_parse_analysis(b.get("postPromotionAnalysis"), f"{p}.postPromotionAnalysis"),
         )
     for analysis, where in (
-        (blue_green and blue_green.pre_promotion_analysis, "prePromotionAnalysis"),
-        (blue_green and blue_green.post_promotion_analysis, "postPromotionAnalysis"),
+        (blue_green and blue_green.pre_promotion_analysis, "blueGreen.prePromotionAnalysis"),
+        (blue_green and blue_green.post_promotion_analysis, "blueGreen.postPromotionAnalysis"),
+        (canary and canary.post_promotion_analysis, "canary.postPromotionAnalysis"),
     ):
         if analysis and any(g.builtin == AGREEMENT for g in analysis.gates):
-            raise SpecError(f"{path}.blueGreen", f"{where} cannot use builtin {AGREEMENT} (shadowing is Canary only)")
+            raise SpecError(
+                f"{path}.{where}.gates", f"cannot use builtin {AGREEMENT} (shadowing happens before any user traffic)"
+            )
     rolling = RollingSpec(max_surge=r["maxSurge"], max_unavailable=r["maxUnavailable"])
     return Strategy(type=kind, rolling=rolling, canary=canary, blue_green=blue_green)
 

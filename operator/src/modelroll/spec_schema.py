@@ -404,6 +404,157 @@ SPEC_SCHEMA: dict[str, Any] = {
                                 },
                             },
                         },
+                        "scaleDownDelaySeconds": {
+                            "type": "integer",
+                            "format": "int32",
+                            "default": 0,
+                            "minimum": 0,
+                            "maximum": 86400,
+                        },
+                        "postPromotionAnalysis": {
+                            "type": "object",
+                            "required": ["gates"],
+                            "properties": {
+                                "interval": {
+                                    "type": "string",
+                                    "default": "30s",
+                                    "maxLength": 32,
+                                    "pattern": "^([0-9]+([.][0-9]+)?(ms|s|m|h))+$",
+                                    "x-modelroll-message": "spec.strategy.canary.postPromotionAnalysis.interval "
+                                    "must "
+                                    "be "
+                                    "a "
+                                    "duration "
+                                    "of "
+                                    "at "
+                                    "least "
+                                    "1s, "
+                                    "such "
+                                    "as "
+                                    "30s "
+                                    "or "
+                                    "1m",
+                                },
+                                "failureLimit": {
+                                    "type": "integer",
+                                    "format": "int32",
+                                    "default": 2,
+                                    "minimum": 0,
+                                    "maximum": 1000,
+                                },
+                                "consecutiveErrorLimit": {
+                                    "type": "integer",
+                                    "format": "int32",
+                                    "default": 4,
+                                    "minimum": 0,
+                                    "maximum": 1000,
+                                },
+                                "inconclusiveLimit": {
+                                    "x-kubernetes-int-or-string": True,
+                                    "anyOf": [{"type": "integer"}, {"type": "string"}],
+                                    "default": 10,
+                                    "minimum": 1,
+                                    "maximum": 10000,
+                                    "maxLength": 32,
+                                    "pattern": "^([0-9]+([.][0-9]+)?(ms|s|m|h))+$",
+                                },
+                                "inconclusiveAction": {
+                                    "type": "string",
+                                    "enum": ["Pause", "Abort"],
+                                    "default": "Pause",
+                                },
+                                "minSamples": {
+                                    "type": "integer",
+                                    "format": "int64",
+                                    "default": 100,
+                                    "minimum": 0,
+                                    "maximum": 1000000000,
+                                },
+                                "significance": {"type": "number", "default": 0.01, "minimum": 0.001, "maximum": 0.2},
+                                "prometheusUrl": {
+                                    "type": "string",
+                                    "maxLength": 2048,
+                                    "pattern": "^https?://[-A-Za-z0-9.]+(:[0-9]{1,5})?(/[-A-Za-z0-9._~!$&()*+,;=:@/%?#]*)?$",
+                                },
+                                "gates": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 20,
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "name": {
+                                                "type": "string",
+                                                "minLength": 1,
+                                                "maxLength": 63,
+                                                "pattern": "^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+                                            },
+                                            "builtin": {
+                                                "type": "string",
+                                                "enum": [
+                                                    "errorRate",
+                                                    "latencyP99",
+                                                    "predictionShift",
+                                                    "predictionAgreement",
+                                                    "featureDrift",
+                                                    "liveAccuracy",
+                                                ],
+                                            },
+                                            "max": {"type": "number", "minimum": 0},
+                                            "maxIncrease": {"type": "number", "minimum": 0, "maximum": 1},
+                                            "maxRatioToStable": {
+                                                "type": "number",
+                                                "minimum": 0,
+                                                "exclusiveMinimum": True,
+                                                "maximum": 1000,
+                                            },
+                                            "maxPSI": {"type": "number", "minimum": 0, "maximum": 100},
+                                            "detect": {
+                                                "type": "number",
+                                                "minimum": 0,
+                                                "exclusiveMinimum": True,
+                                                "maximum": 100,
+                                            },
+                                            "minAgreement": {"type": "number", "minimum": 0, "maximum": 1},
+                                            "maxMeanAbsDifference": {"type": "number", "minimum": 0},
+                                            "minPairs": {
+                                                "type": "integer",
+                                                "format": "int32",
+                                                "minimum": 1,
+                                                "maximum": 100000000,
+                                            },
+                                            "features": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 100,
+                                                "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                                            },
+                                            "min": {"type": "number", "minimum": 0, "maximum": 1},
+                                            "maxDrop": {"type": "number", "minimum": 0, "maximum": 1},
+                                            "maxMeanAbsError": {"type": "number", "minimum": 0},
+                                            "minLabels": {
+                                                "type": "integer",
+                                                "format": "int32",
+                                                "minimum": 1,
+                                                "maximum": 100000000,
+                                            },
+                                            "prometheus": {
+                                                "type": "object",
+                                                "required": ["query", "successCondition"],
+                                                "properties": {
+                                                    "query": {"type": "string", "minLength": 1, "maxLength": 4096},
+                                                    "successCondition": {
+                                                        "type": "string",
+                                                        "minLength": 1,
+                                                        "maxLength": 256,
+                                                    },
+                                                },
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        },
                     },
                 },
                 "blueGreen": {

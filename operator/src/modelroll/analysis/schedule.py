@@ -44,9 +44,10 @@ from ..spec import AGREEMENT, FEATURE_DRIFT, LIVE_ACCURACY, Analysis, Gate, Mode
 from .gates import CANARY_SCOPE, POST_PROMOTION, PRE_PROMOTION, analysis_at
 from .state import current_run, next_due_seconds, run_seconds
 
-# Stages of status.blueGreen (strategies/bluegreen.py), repeated here so this module does not
-# import a strategy.
+# Stages of status.blueGreen (strategies/bluegreen.py) and the key of a canary's post-promotion
+# watch (strategies/rollout.py), repeated here so this module does not import a strategy.
 PREVIEW, SWITCHED = "Preview", "Switched"
+WATCH_KEY = "watch"
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,15 @@ def escape(value: str) -> str:
 
 def _analysis_due(spec: ModelDeploymentSpec, status: Mapping[str, Any]) -> tuple[str, Analysis] | None:
     strategy = spec.strategy
-    if strategy.type == "Canary" and strategy.canary and strategy.canary.analysis:
+    if strategy.type == "Canary" and strategy.canary:
         steps, step = rollout_steps(spec), int(status.get("currentStep", 0))
         if step < int(status.get("stepCount", len(steps))) and step < len(steps):
             # the shadow phase runs every gate; the steps after it all but predictionAgreement
             analysis = analysis_at(strategy.canary.analysis, steps[step].shadow_percent is not None)
             return (CANARY_SCOPE, analysis) if analysis else None
+        watch = status.get(WATCH_KEY) or {}
+        if watch.get("switchedAt") and not watch.get("done") and strategy.canary.post_promotion_analysis:
+            return POST_PROMOTION, strategy.canary.post_promotion_analysis
         return None
     if strategy.type == "BlueGreen" and strategy.blue_green:
         bg, state = strategy.blue_green, status.get("blueGreen") or {}

@@ -14,26 +14,34 @@ to the canary and compare its answers (the ConfigMap the planner writes from
 track comes up behind its weight; pauses wait for a clock or a person; after the last step the
 stable track rolls to the new revision while the canary keeps serving, and only when stable is
 Ready at it does the canary go away.
+
+With a post-promotion watch (``scaleDownDelaySeconds`` or ``postPromotionAnalysis`` in the
+spec), the last step is followed by a switch, as in blue-green: the canary track grows to full
+scale, the main Service selects it alone, and the old stable Pods stay warm and out of traffic
+for the delay and until ``postPromotionAnalysis`` passes -- the time late labels need to reach
+a ``liveAccuracy`` gate. A failure there switches every user back to the warm stable track at
+once. ``status.watch`` records the switch (``switchedAt``) and its end (``done``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from modelroll_contract import LABEL_TRACK, TRACK_CANARY, TRACK_STABLE
 
 from .. import actions
 from .. import conditions as c
 from ..analysis import state as analysis_state
-from ..analysis.gates import CANARY_SCOPE, analysis_at
+from ..analysis.gates import CANARY_SCOPE, POST_PROMOTION, analysis_at
 from ..analysis.state import parse_stamp
 from ..events import normal
-from ..spec import Analysis, Step, rollout_steps
+from ..spec import Analysis, CanarySpec, Step, rollout_steps
 from ..traffic.routing import Routing
 from .context import Context
 from .outcome import Outcome
-from .rollout import ROLLOUT_KEYS, TwoTrack, steady
+from .rollout import ROLLOUT_KEYS, WATCH_KEY, TwoTrack, steady
 from .tracks import canary_floor, ready_on_track, track_status
 
 
@@ -125,6 +133,82 @@ def _walk(r: TwoTrack, steps: tuple[Step, ...], at: Position) -> None:
         at.paused_for = f"step {at.step + 1}/{len(steps)}: paused by a user (`kubectl modelroll resume {name}`)"
 
 
+@dataclass
+class Watch:
+    """The post-promotion watch, kept in ``status.watch``."""
+
+    state: dict[str, Any]
+    waiting_analysis: bool = False  # the delay is over but no passing measurement yet
+
+    @property
+    def switched(self) -> bool:
+        return bool(self.state.get("switchedAt"))
+
+    @property
+    def done(self) -> bool:
+        return bool(self.state.get("done"))
+
+
+def watches(spec: CanarySpec | None) -> bool:
+    """Whether the canary is watched after its last step before the old stable goes."""
+    return spec is not None and (spec.scale_down_delay_seconds > 0 or spec.post_promotion_analysis is not None)
+
+
+def _watch(r: TwoTrack, cs: CanarySpec, at: Watch) -> None:
+    """Switch every user to the canary once it runs at full scale, then keep the old stable
+    warm until the delay is over and postPromotionAnalysis passed; a Fail aborts (switches back)."""
+    ctx, n = r.ctx, r.ctx.replicas
+    if not at.switched:
+        if not ctx.progress(TRACK_CANARY, r.rev).complete(n):
+            return  # the canary grows to full scale first
+        at.state["switchedAt"] = ctx.stamp()
+        r.events.append(normal("Switched", f"all traffic on {r.label}; {r.old} kept warm for the post-promotion watch"))
+    if at.done:
+        return
+    switched = parse_stamp(at.state.get("switchedAt"), ctx.now)
+    remaining = (switched + timedelta(seconds=cs.scale_down_delay_seconds) - ctx.now).total_seconds()
+    passed = r.analyse(cs.post_promotion_analysis, POST_PROMOTION, None)
+    r.wait_for_measurement(cs.post_promotion_analysis)
+    if r.aborted:
+        return
+    if r.inconclusive_paused:  # a person decides: promote lets the old track go without a pass
+        if r.act(actions.PROMOTE) or r.act(actions.PROMOTE_FULL):
+            r.restart_inconclusive("a user's promote")
+            at.state["done"] = True
+        return
+    if remaining <= 0 and passed:
+        at.state["done"] = True
+        r.events.append(normal("WatchPassed", f"{r.label}: post-promotion watch over; {r.old} goes"))
+    elif remaining <= 0:
+        at.waiting_analysis = True
+    else:
+        r.wait(remaining)
+    r.bound_inconclusive(cs.post_promotion_analysis, waiting=at.waiting_analysis)
+
+
+def _watch_state(ctx: Context, r: TwoTrack) -> Watch | None:
+    """The watch recorded for this rollout (None: not started, or another rollout's)."""
+    state = ctx.status.get(WATCH_KEY)
+    return Watch(dict(state)) if r.same and isinstance(state, dict) else None
+
+
+def _watch_message(r: TwoTrack, cs: CanarySpec, watch: Watch, canary: dict[str, Any]) -> str:
+    n = r.ctx.replicas
+    if not watch.switched:
+        ready = f"{canary['readyReplicas']}/{n} Pods Ready"
+        return f"steps done: canary {r.label} growing to full scale before it takes every user, {ready}"
+    if r.inconclusive_paused:
+        return f"{r.label} serves every user, {r.old} kept warm; {r.inconclusive_message}"
+    if watch.waiting_analysis and r.run is not None:
+        return (
+            f"{r.label} serves every user, {r.old} kept warm: the post-promotion watch waits for a passing "
+            f"measurement; {analysis_state.describe(r.run)}"
+        )
+    return (
+        f"{r.label} serves every user; {r.old} kept warm for the post-promotion watch ({cs.scale_down_delay_seconds}s)"
+    )
+
+
 def plan_canary(ctx: Context) -> Outcome:
     steps = rollout_steps(ctx.spec)  # the shadow phase first, if any
     n_steps, n = len(steps), ctx.replicas
@@ -132,25 +216,40 @@ def plan_canary(ctx: Context) -> Outcome:
     if not r.in_progress:
         return steady(ctx, Routing(), {"stepCount": n_steps})
 
-    r.open()
+    cs = ctx.spec.strategy.canary
+    watch = _watch_state(ctx, r)
+    r.open(abortable=watch is None or not watch.done)  # once the watch is over, stable rolls: too late
     fresh = not r.same or r.retried
+    if fresh:
+        watch = None
     at = Position(
         step=0 if fresh else int(ctx.status.get("currentStep", 0)),
         started=ctx.now if fresh else parse_stamp(ctx.status.get("stepStartedAt"), ctx.now),
     )
-    # The run is kept in status after an abort, to show why.
-    r.analyse(analysis_for(ctx, steps, at.step), CANARY_SCOPE, at.step, measure=at.step < n_steps)
-    if not r.aborted:
-        _walk(r, steps, at)
-    analysis = analysis_for(ctx, steps, at.step)
-    r.bound_inconclusive(analysis, waiting=at.waiting_analysis and at.step < n_steps)
-    if at.step < n_steps:
-        r.wait_for_measurement(analysis)
+    switched = watch is not None and watch.switched
+    if not switched:  # once switched, the watch runs its own analysis
+        # The run is kept in status after an abort, to show why.
+        r.analyse(analysis_for(ctx, steps, at.step), CANARY_SCOPE, at.step, measure=at.step < n_steps)
+        if not r.aborted:
+            _walk(r, steps, at)
+        analysis = analysis_for(ctx, steps, at.step)
+        r.bound_inconclusive(analysis, waiting=at.waiting_analysis and at.step < n_steps)
+        if at.step < n_steps:
+            r.wait_for_measurement(analysis)
+    steps_done = at.step >= n_steps and not r.aborted
+    if steps_done and cs is not None and watches(cs):
+        watch = watch or Watch({})
+        _watch(r, cs, watch)
+    if r.aborted or not steps_done:
+        watch = None
+    switched = watch is not None and watch.switched
+    promoting = steps_done and not r.aborted and (watch is None or watch.done)
 
-    promoting = at.step >= n_steps and not r.aborted
     weight = 0 if r.aborted else weight_at(steps, min(at.step, n_steps - 1))
     shadow = shadowing_at(steps, at.step)  # users stay off the canary, also once aborted in the phase
     stable_want, canary_want = (n, 0) if r.aborted else replicas_at(ctx, steps, min(at.step, n_steps - 1))
+    if watch is not None:  # the canary takes every user at full scale; stable stays warm beside it
+        stable_want, canary_want = n, n
     canary = track_status(r.target, ctx.observed, TRACK_CANARY)
     # Stable shrinks only as far as Ready canary Pods replace it: never fewer than n ready Pods.
     stable_want = n if promoting else min(n, max(stable_want, n - canary["readyReplicas"]))
@@ -171,6 +270,8 @@ def plan_canary(ctx: Context) -> Outcome:
     elif promoting:
         updated = ctx.progress(TRACK_STABLE, r.rev).updated
         message = f"promoting {r.label}: stable track {updated}/{n} updated; canary keeps serving until stable is Ready"
+    elif watch is not None and cs is not None:
+        message = _watch_message(r, cs, watch, canary)
     elif r.inconclusive_paused:
         message = f"step {at.step + 1}/{n_steps}: canary {r.label} {where}; {r.inconclusive_message}"
     elif at.paused_for:
@@ -191,24 +292,35 @@ def plan_canary(ctx: Context) -> Outcome:
         message = f"step {at.step + 1}/{n_steps}: canary {r.label} {where}, {ready} Pods Ready{shrunk}"
     inconclusive = r.inconclusive_paused and not promoting
     paused = (bool(at.paused_for) or inconclusive) and not promoting
+    extra = {"currentStep": min(at.step, n_steps), "stepCount": n_steps, "stepStartedAt": ctx.stamp(at.started)}
+    if watch is not None:
+        extra[WATCH_KEY] = watch.state
+    finishing = None
+    if promoting:
+        finishing = f"{r.label} is already being promoted (the stable track is rolling to it)"
+    elif switched:
+        finishing = f"{r.label} already serves every user; {r.old} is kept warm until the post-promotion watch ends"
     return r.outcome(
         canary=canary,
         children=children,
         held=held,
         routing=Routing(
             canary_weight=weight,
-            active=TRACK_STABLE if shadow else None,
+            active=TRACK_STABLE if shadow else TRACK_CANARY if switched else None,
             shadow_percent=0 if r.aborted or promoting else shadow,
         ),
-        extra={"currentStep": min(at.step, n_steps), "stepCount": n_steps, "stepStartedAt": ctx.stamp(at.started)},
+        extra=extra,
         phase=c.PAUSED if paused else c.PROGRESSING,
         reason=analysis_state.REASON_INCONCLUSIVE
         if inconclusive
         else "CanaryPaused"
         if paused
+        else "CanaryWatching"
+        if watch is not None and not promoting
         else "CanaryProgressing",
         message=message,
-        serving=r.old,
+        serving=r.label if switched else r.old,
         pods="canary",
-        finishing=f"{r.label} is already being promoted (the stable track is rolling to it)" if promoting else None,
+        finishing=finishing,
+        abortable=not promoting,
     )

@@ -31,7 +31,8 @@ from .outcome import Outcome
 from .rolling import plan_rolling
 from .tracks import canary_floor, hold_or_rebuild, identity, running_revision, track_status
 
-ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted")
+WATCH_KEY = "watch"  # status.watch: a canary's post-promotion watch (analysis/schedule.py reads it too)
+ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted", WATCH_KEY)
 
 
 def steady(ctx: Context, routing: Routing, extra: dict[str, Any]) -> Outcome:
