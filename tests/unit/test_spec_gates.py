@@ -134,6 +134,7 @@ def gate_rules(analysis_path):
         "spec.strategy.canary.analysis",
         "spec.strategy.blueGreen.prePromotionAnalysis",
         "spec.strategy.blueGreen.postPromotionAnalysis",
+        "spec.strategy.canary.postPromotionAnalysis",
     ],
 )
 @pytest.mark.parametrize(

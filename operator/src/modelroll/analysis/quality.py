@@ -43,8 +43,8 @@ from .verdict import (
 )
 
 NO_REFERENCE = (
-    "the canary's Pods export no reference statistics (modelroll_feature_reference_proportion): "
-    "the ModelDeployment needs spec.monitoring.drift"
+    "no reference statistics from the canary's Pods in Prometheus (modelroll_feature_reference_proportion): "
+    "the ModelDeployment needs spec.monitoring.drift, and its Pods must have been scraped"
 )
 CORRECT, INCORRECT = "correct", "incorrect"
 
