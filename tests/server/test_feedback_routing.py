@@ -193,7 +193,7 @@ def test_a_pod_that_does_not_answer_leaves_its_labels_unmatched_within_the_timeo
     took = time.monotonic() - started
     assert r.status_code == 404, r.text
     assert "could not be asked" in r.json()["error"] and f"no answer within {TIMEOUT_SECONDS:g}s" in r.json()["error"]
-    assert TIMEOUT_SECONDS - 0.1 <= took < TIMEOUT_SECONDS + 1.5, took
+    assert TIMEOUT_SECONDS - 0.1 <= took < TIMEOUT_SECONDS + 2.0, took  # bounded: the timeout, and a margin
     assert connections_to(listener) == 1
     # a Pod that is gone, beside one that answers: 200, the gone one's labels unmatched and said so
     answered = infer(b, models.X[5:6])
