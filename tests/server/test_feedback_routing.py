@@ -124,6 +124,11 @@ def test_a_forwarded_request_is_matched_where_it_lands_and_never_forwarded_again
     r = requests.post(f"{b.url}/v2/models/lr/feedback/forwarded", json=[{"id": rid, "labels": [1]}], timeout=30)
     assert r.status_code == 200 and r.json() == {"matched": 0, "unmatched_at": [0], "labelled": 0}
     assert counts(a) == before_a  # B looked in its own window only
+    # A refuses a wrong label count (400, nothing consumed); B's client learns why, and no 5xx
+    wrong = feedback(b, [{"id": rid, "labels": [1, 2]}])
+    assert wrong.status_code == 404 and "did not count it" in wrong.json()["error"], wrong.text
+    assert "answered 400" in wrong.json()["error"]
+    assert "the request had 1 rows, got 2 labels" in wrong.json()["error"]
     assert feedback(a, [{"id": rid, "labels": [1]}]).status_code == 200  # still unlabelled at A
 
 
@@ -192,7 +197,8 @@ def test_a_pod_that_does_not_answer_leaves_its_labels_unmatched_within_the_timeo
     r = feedback(b, [{"id": f"{silent}.{rest}", "labels": [1, 2]}])
     took = time.monotonic() - started
     assert r.status_code == 404, r.text
-    assert "could not be asked" in r.json()["error"] and f"no answer within {TIMEOUT_SECONDS:g}s" in r.json()["error"]
+    error = r.json()["error"]
+    assert "the Pod that answered it did not count it" in error and f"no answer within {TIMEOUT_SECONDS:g}s" in error
     assert TIMEOUT_SECONDS - 0.1 <= took < TIMEOUT_SECONDS + 2.0, took  # bounded: the timeout, and a margin
     assert connections_to(listener) == 1
     # a Pod that is gone, beside one that answers: 200, the gone one's labels unmatched and said so

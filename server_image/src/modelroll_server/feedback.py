@@ -368,13 +368,13 @@ class Tally(NamedTuple):
 def answer(ids: list[str], tally: Tally, unreachable: dict[int, str] | None = None) -> dict[str, Any]:
     """The client's answer for every id of its request, however many Pods counted them: 200's
     counts when any matched, else NotFound (404) naming the first id and why. ``unreachable``:
-    positions whose Pod could not be asked, with why (they are in ``tally.unmatched`` too)."""
+    positions whose Pod did not count them, with why (they are in ``tally.unmatched`` too)."""
     unreachable = unreachable or {}
     unmatched = sorted(tally.unmatched)
     if not tally.matched:
         rid = _short(ids[0])
         if 0 in unreachable:
-            why = f"the Pod that answered it could not be asked ({unreachable[0]})"
+            why = f"the Pod that answered it did not count it ({unreachable[0]})"
         elif tally.labelled == len(ids):
             why = "it was already labelled"
         else:

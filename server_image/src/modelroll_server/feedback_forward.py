@@ -50,7 +50,7 @@ class Forwarded(NamedTuple):
     """What the other Pods made of the ids sent to them."""
 
     tally: Tally
-    unreachable: dict[int, str]  # position -> why its Pod could not be asked
+    unreachable: dict[int, str]  # position -> why its Pod did not count it (unreachable, an error)
 
 
 class Router:

@@ -137,7 +137,7 @@ def _build(name: str, version: str, n_features: int | None) -> dict[str, Any]:
             "200": _json({"type": "object", "required": ["matched", "unmatched"], "properties": {
                 "matched": {"type": "integer"}, "unmatched": {"type": "integer"},
                 "unmatched_ids": {"type": "array", "items": {"type": "string"}},
-                "unreachable": {"type": "integer", "description": "ids whose Pod could not be asked"}}}),
+                "unreachable": {"type": "integer", "description": "ids whose Pod was unreachable or refused"}}}),
             **errors,
         },
     }  # fmt: skip
