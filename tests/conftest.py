@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "tests" / "cluster"))
 import launcher  # noqa: E402
 import node  # noqa: E402
 
-from tests.helpers import Kubectl, wait_for  # noqa: E402
+from tests.helpers import Kubectl, get_json, wait_for  # noqa: E402
 
 KUBECONFIG_ENV = "MODELROLL_TEST_KUBECONFIG"
 
@@ -184,8 +184,15 @@ def install_crds(kubectl: Kubectl) -> list[str]:
         out = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f), "-o", "name")
         names += [n.split("/", 1)[1] for n in out.stdout.split() if n.startswith("customresourcedefinition")]
     for name in names:
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+        # polled, not `kubectl wait`: on a CRD created a moment ago it can fail on the status
+        # not having conditions yet (".status.conditions accessor error: <nil>")
+        wait_for(lambda n=name: established(kubectl, n), timeout=60, message=f"CRD {name} Established")
     return names
+
+
+def established(kubectl: Kubectl, crd: str) -> bool:
+    conditions = get_json(kubectl, "crd", crd).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 
 @dataclass

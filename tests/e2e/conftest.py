@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import established
 from tests.e2e.real_node import SERVER_IMAGE, ModelStore, TrainedModel, train_models
-from tests.helpers import free_port, get_json, wait_for
+from tests.helpers import free_port, wait_for
 
 GATEWAY_API_VERSION = "v1.3.0"  # standard channel; RequestMirror.percent is standard from v1.3
 
@@ -36,13 +37,8 @@ def gateway_crd_dir() -> Path:
 def gateway_crds(kubectl) -> None:
     """The Gateway API standard-channel CRDs installed, and HTTPRoute established."""
     kubectl("apply", "--server-side", "-f", str(gateway_crd_dir()))
-
-    def established() -> bool:
-        crd = get_json(kubectl, "crd", "httproutes.gateway.networking.k8s.io")
-        conds = (crd.get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
-
-    wait_for(established, timeout=60, message="HTTPRoute CRD Established")
+    crd = "httproutes.gateway.networking.k8s.io"
+    wait_for(lambda: established(kubectl, crd), timeout=60, message="HTTPRoute CRD Established")
 
 
 def start_operator(run_operator, namespace: str, **env: str):

@@ -57,40 +57,45 @@ def emulator_dir() -> Path:
     return Path(r.stdout.strip().splitlines()[-1])
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 60) -> float:
-    """Seconds until something accepts on 127.0.0.1:port; fail with the log if the process exits."""
+def wait_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 60, host: str = "127.0.0.1"
+) -> float:
+    """Seconds until something accepts on host:port; fail with the log if the process exits."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if proc.poll() is not None:
             raise AssertionError(f"{what} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         with socket.socket() as s:
             s.settimeout(0.2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((host, port)) == 0:
                 return time.monotonic() - start
         time.sleep(0.02)
-    raise AssertionError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s:\n{log.read_text()[-3000:]}")
+    raise AssertionError(f"{what} did not listen on {host}:{port} within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 class Emulator:
-    """A subprocess listening on 127.0.0.1:port; ``startup_s`` is how long it took to listen."""
+    """A subprocess listening on host:port (loopback unless a test's Pods must reach it);
+    ``startup_s`` is how long it took to listen."""
 
     name = "emulator"
 
-    def __init__(self, cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> None:
-        self.port = port
+    def __init__(
+        self, cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+    ) -> None:
+        self.port, self.host = port, host
         self.log = log
         with open(log, "wb") as f:
             self.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
         try:
-            self.startup_s = wait_port(port, self.proc, self.name, log)
+            self.startup_s = wait_port(port, self.proc, self.name, log, host=host)
         except BaseException:
             self.stop()
             raise
-        print(f"{self.name} listening on 127.0.0.1:{port} after {self.startup_s:.2f} s (pid {self.proc.pid})")
+        print(f"{self.name} listening on {host}:{port} after {self.startup_s:.2f} s (pid {self.proc.pid})")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -103,11 +108,12 @@ class Moto(Emulator):
 
     name = "moto server"
 
-    def __init__(self, tmp: Path, objects: dict[tuple[str, str], bytes], auth: bool = True) -> None:
+    def __init__(
+        self, tmp: Path, objects: dict[tuple[str, str], bytes], auth: bool = True, host: str = "127.0.0.1"
+    ) -> None:
         port = free_port()
-        super().__init__(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, tmp / f"moto-{port}.log"
-        )
+        cmd = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+        super().__init__(cmd, port, tmp / f"moto-{port}.log", host=host)
         import boto3
 
         kw = {
@@ -143,7 +149,7 @@ class Moto(Emulator):
         for (bucket, k), body in objects.items():
             s3.put_object(Bucket=bucket, Key=k, Body=body)
         if auth:  # from here on every S3 request is authenticated and authorized
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn = http.client.HTTPConnection(host, port, timeout=10)
             conn.request("POST", "/moto-api/reset-auth", body=b"0")
             assert conn.getresponse().status == 200
             conn.close()
