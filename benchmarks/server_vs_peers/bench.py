@@ -12,7 +12,8 @@ batching) and KServe on both models; ``layers`` the same modelroll App behind uv
 granian (layers.py); ``ceiling`` nginx answering a fixed body; ``grpc`` ModelInfer through
 each server's gRPC; ``memory`` 4 workers vs 1 on the forest; ``limit`` scikit-learn's own
 predict rate, without a server; ``shadow`` the cost of paired shadow comparison on the stable
-server's own latency (shadow_cost.py).
+server's own latency (shadow_cost.py); ``quality`` (not run unless named) the cost of the drift
+monitor and the feedback window, and the window's memory under load (quality_cost.py).
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ GRPC_BODY = json.dumps({"model_name": "model", "inputs": [{"name": "input-0", "d
 CEILING_BODY = ('{"model_name":"model","model_version":"1","outputs":[{"name":"predict","shape":[1],'
                 '"datatype":"INT64","data":[1]}]}')  # fmt: skip
 PROTO = REPO / "server_image/src/modelroll_server/proto/inference.proto"
+SERVER_SRC = (REPO / "server_image/src", REPO / "common/src")  # modelroll-server's code, on PYTHONPATH
 LR, RF = "LogisticRegression", "RandomForest"
-PARTS = ("http", "layers", "ceiling", "grpc", "memory", "limit", "shadow")
+PARTS = ("http", "layers", "ceiling", "grpc", "memory", "limit", "shadow", "quality")
+DEFAULT_PARTS = tuple(p for p in PARTS if p != "quality")  # quality takes minutes: BENCH_PARTS=quality
 SERVERS = ("modelroll", "mlserver", "kserve", "uvicorn", "granian", "nginx")
 MEMORY_WORKERS = 4
 Row = dict[str, Any]  # one measured cell, as printed and written
@@ -71,6 +74,11 @@ def in_child(*args: str) -> Any:
 
 def train(workdir: Path) -> dict[str, Path]:
     return {k: Path(v) for k, v in in_child("train", str(workdir)).items()}
+
+
+def reference_path(model: Path) -> Path:
+    """The reference.json models.py writes beside each model (decile bins of its training data)."""
+    return model.parent / "reference.json"
 
 
 def in_process(path: Path) -> tuple[float, float]:
@@ -155,6 +163,8 @@ class Bench:
     workers: int
     modelroll_grpc: bool  # modelroll-server has --grpc-port and its inference.proto exists
     grpc_flag: bool  # modelroll-server accepts --grpc-port
+    server_python: Path  # run.sh's venv with the server's dependencies only (its image's)
+    drift: bool = False  # BENCH_DRIFT=1: modelroll serves with --reference
 
 
 @dataclass
@@ -169,15 +179,25 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("MODELROLL_SERVER_")}
 
 
+def server_env(*first: Path) -> dict[str, str]:
+    """base_env with modelroll-server's code (after ``first``) on PYTHONPATH, for b.server_python."""
+    return dict(base_env(), PYTHONPATH=os.pathsep.join(str(p) for p in (*first, *SERVER_SRC)))
+
+
+def server_command(b: Bench) -> list[str]:
+    """``modelroll-server``, as b.server_python runs it (with server_env)."""
+    return [str(b.server_python), "-m", "modelroll_server.cli"]
+
+
 def launch_modelroll(b: Bench, cfg: Config, model: Path, port: int, grpc_port: int, workers: int) -> Launch:
-    cmd = [str(REPO / ".venv/bin/modelroll-server"), "serve", "--model", str(model),
+    cmd = [*server_command(b), "serve", "--model", str(model),
            "--name", "model", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
            "--max-batch-size", "64" if cfg.variant == "on" else "1"]  # fmt: skip
     if b.grpc_flag:
         cmd += ["--grpc-port", str(grpc_port)]
-    if os.environ.get("BENCH_DRIFT") == "1":  # drift metrics against the model's reference.json
-        cmd += ["--reference", str(model.parent / "reference.json")]
-    return Launch(cmd, base_env())
+    if b.drift:  # drift metrics against the model's reference.json
+        cmd += ["--reference", str(reference_path(model))]
+    return Launch(cmd, server_env())
 
 
 def launch_mlserver(b: Bench, cfg: Config, model: Path, port: int, grpc_port: int, workers: int) -> Launch:
@@ -203,7 +223,7 @@ def launch_kserve(b: Bench, cfg: Config, model: Path, port: int, grpc_port: int,
 
 
 def launch_layer(b: Bench, cfg: Config, model: Path, port: int, grpc_port: int, workers: int) -> Launch:
-    py = str(REPO / ".venv/bin/python")
+    py = str(b.server_python)
     if cfg.server == "uvicorn":
         cmd = [py, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
                "--http", "layers:HttpToolsCounted", "--loop", "uvloop", "--lifespan", "on", "--ws", "none",
@@ -214,7 +234,7 @@ def launch_layer(b: Bench, cfg: Config, model: Path, port: int, grpc_port: int, 
         cmd = [py, "-m", "granian", "--interface", interface, "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers), "--loop", "uvloop", "--no-ws", "--backlog", "2048",
                "--log-level", "warning", "--working-dir", str(HERE), f"layers:{interface}"]  # fmt: skip
-    env = dict(base_env(), PYTHONPATH=str(b.layers), MODELROLL_SERVER_MODEL=str(model),
+    env = dict(server_env(b.layers), MODELROLL_SERVER_MODEL=str(model),
                MODELROLL_SERVER_NAME="model", MODELROLL_SERVER_MAX_BATCH_SIZE="64")  # fmt: skip
     return Launch(cmd, env, str(HERE))
 
@@ -326,20 +346,33 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 # --- load -------------------------------------------------------------------------------------
-_RESULT = re.compile(r"RESULT rps=([\d.]+) p50_ms=([\d.]+) p99_ms=([\d.]+) errors=(\d+)")
+_RESULT = re.compile(r"RESULT rps=([\d.]+) p50_ms=([\d.]+) p99_ms=([\d.]+) errors=(\d+) requests=(\d+)")
+
+
+def wrk_command(port: int, connections: int, seconds: float, script: str = "infer.lua") -> list[str]:
+    return ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+            "-s", str(HERE / script), f"http://127.0.0.1:{port}"]  # fmt: skip
+
+
+def wrk_env(**extra: str) -> dict[str, str]:
+    """The scripts' environment: the path they post to, and where infer.lua is (unique.lua loads it)."""
+    return dict(os.environ, WRK_PATH="/v2/models/model/infer", WRK_DIR=str(HERE), **extra)
 
 
 def wrk(port: int, connections: int, seconds: float) -> dict[str, float]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-           "-s", str(HERE / "infer.lua"), f"http://127.0.0.1:{port}"]  # fmt: skip
-    env = dict(os.environ, WRK_PATH="/v2/models/model/infer")
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 60).stdout
+    out = subprocess.run(wrk_command(port, connections, seconds), capture_output=True, text=True, env=wrk_env(),
+                         timeout=seconds + 60).stdout  # fmt: skip
+    return wrk_result(out)
+
+
+def wrk_result(out: str) -> dict[str, float]:
+    """infer.lua's RESULT line (and wrk's count of non-2xx answers) as numbers."""
     m = _RESULT.search(out)
     if not m:
         raise RuntimeError(f"wrk printed no result:\n{out}")
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(m[1]), "p50": float(m[2]), "p99": float(m[3]),
-            "errors": int(m[4]) + (int(non2xx[1]) if non2xx else 0)}  # fmt: skip
+            "errors": int(m[4]) + (int(non2xx[1]) if non2xx else 0), "requests": int(m[5])}  # fmt: skip
 
 
 # the calls ghz has in flight when its duration ends fail with one of these: not the server's
@@ -541,10 +574,10 @@ def versions(b: Bench) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def grpc_support() -> tuple[bool, bool]:
+def grpc_support(b: Bench) -> tuple[bool, bool]:
     """(modelroll-server accepts --grpc-port, and its inference.proto exists)."""
-    out = subprocess.run([str(REPO / ".venv/bin/modelroll-server"), "serve", "--help"], capture_output=True,
-                         text=True).stdout  # fmt: skip
+    out = subprocess.run([*server_command(b), "serve", "--help"], capture_output=True, text=True,
+                         env=server_env()).stdout  # fmt: skip
     flag = "--grpc-port" in out
     return flag, flag and PROTO.is_file()
 
@@ -556,20 +589,22 @@ def main() -> int:
     p.add_argument("--layers", type=Path, required=True, help="uvicorn and granian, installed for PYTHONPATH")
     p.add_argument("--ghz", type=Path, required=True)
     p.add_argument("--nginx", type=Path, required=True)
+    p.add_argument("--server-python", type=Path, required=True, help="a venv's python with the server extra's deps")
     a = p.parse_args()
     seconds = float(os.environ.get("BENCH_DURATION", "10"))
     workers = int(os.environ.get("BENCH_WORKERS", "1"))
     conns = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "1 16 64").split()]
     only = set(os.environ.get("BENCH_ONLY", " ".join(SERVERS)).split())
-    parts = set(os.environ.get("BENCH_PARTS", " ".join(PARTS)).split())
+    parts = set(os.environ.get("BENCH_PARTS", " ".join(DEFAULT_PARTS)).split())
     for name, got, known in (("BENCH_ONLY", only, SERVERS), ("BENCH_PARTS", parts, PARTS)):
         if got - set(known):
             print(f"bench: {name}: unknown {' '.join(sorted(got - set(known)))}; known: {' '.join(known)}")
             return 2
     work = a.cache / "work"
     work.mkdir(parents=True, exist_ok=True)
-    flag, modelroll_grpc = grpc_support()
-    b = Bench(a.cache, a.layers, a.ghz, a.nginx, work, work / "servers.log", seconds, workers, modelroll_grpc, flag)
+    b = Bench(a.cache, a.layers, a.ghz, a.nginx, work, work / "servers.log", seconds, workers, False, False,
+              a.server_python, drift=os.environ.get("BENCH_DRIFT") == "1")  # fmt: skip
+    b.grpc_flag, b.modelroll_grpc = grpc_support(b)
     b.logf.write_text("")
     print(f"bench: training models; {seconds:g} s per cell, {workers} worker(s), connections {conns}, "
           f"parts {' '.join(p for p in PARTS if p in parts)}, servers {' '.join(s for s in SERVERS if s in only)}; "
@@ -585,21 +620,26 @@ def main() -> int:
         from shadow_cost import measure_shadow
 
         shadow = measure_shadow(b, models[LR])
+    quality: dict[str, list[Row]] = {}
+    if "quality" in parts and "modelroll" in only:
+        from quality_cost import measure_quality
+
+        quality = measure_quality(b, models)
     if limits:
         # measured again at the end, the higher figure kept: a busy moment must not make the
         # limit look lower than it is
         again = {k: in_process(v) for k, v in models.items()}
         limits = {k: (max(limits[k][0], again[k][0]), max(limits[k][1], again[k][1])) for k in limits}
-    grpc_note = "" if modelroll_grpc or "grpc" not in parts else "modelroll gRPC not available"
+    grpc_note = "" if b.modelroll_grpc or "grpc" not in parts else "modelroll gRPC not available"
     tools = versions(b)
-    report = render(rows, memory, limits, seconds, workers, grpc_note, tools, shadow)
+    report = render(rows, memory, limits, seconds, workers, grpc_note, tools, shadow, quality)
     print(report)
     a.results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     (a.results / f"server_vs_peers-{stamp}.md").write_text(report)
-    raw = {"rows": rows, "memory": memory, "shadow": shadow, "in_process": limits, "seconds": seconds,
-           "workers": workers, "parts": sorted(parts), "servers": sorted(only), "modelroll_grpc": modelroll_grpc,
-           "tools": tools}  # fmt: skip
+    raw = {"rows": rows, "memory": memory, "shadow": shadow, "quality": quality, "in_process": limits,
+           "seconds": seconds, "workers": workers, "parts": sorted(parts), "servers": sorted(only),
+           "modelroll_grpc": b.modelroll_grpc, "tools": tools}  # fmt: skip
     (a.results / f"server_vs_peers-{stamp}.json").write_text(json.dumps(raw, indent=1))
     print(f"bench: written to {a.results}/server_vs_peers-{stamp}.md")
     return 0
@@ -611,7 +651,8 @@ def ceiling_of(rows: list[Row]) -> dict[int, float]:
 
 
 def render(rows: list[Row], memory: list[Row], limits: dict[str, tuple[float, float]], seconds: float,
-           workers: int, grpc_note: str, tools: dict[str, str], shadow: list[Row]) -> str:  # fmt: skip
+           workers: int, grpc_note: str, tools: dict[str, str], shadow: list[Row],
+           quality: dict[str, list[Row]]) -> str:  # fmt: skip
     ceiling = ceiling_of(rows)
     lines = [
         f"# modelroll-server vs MLServer vs KServe, other HTTP layers, nginx ({datetime.date.today()}, "
@@ -642,6 +683,10 @@ def render(rows: list[Row], memory: list[Row], limits: dict[str, tuple[float, fl
         from shadow_cost import render_shadow
 
         lines += render_shadow(shadow)
+    if quality:
+        from quality_cost import render_quality
+
+        lines += render_quality(quality)
     if limits:
         lines += ["", "In-process scikit-learn `predict` (the limit; the higher of a measure before and after):", ""]
         for k, (one, many) in limits.items():

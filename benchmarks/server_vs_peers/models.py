@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import LR, RF, ROW
+from bench import LR, RF, ROW, reference_path
 
 
 def train(workdir: Path) -> dict[str, str]:
@@ -29,12 +29,12 @@ def train(workdir: Path) -> dict[str, str]:
         d.mkdir(parents=True, exist_ok=True)
         joblib.dump(est.fit(X, y), d / "model.joblib")
         paths[key] = str(d / "model.joblib")
-        (d / "reference.json").write_bytes(reference(d / "model.joblib", est, X))
+        reference_path(d / "model.joblib").write_bytes(reference(d / "model.joblib", est, X))
     return paths
 
 
 def reference(path: Path, est: object, X: object) -> bytes:
-    """reference.json for the model at ``path`` (decile bins of each feature), for BENCH_DRIFT."""
+    """reference.json for the model at ``path`` (decile bins of each feature): BENCH_DRIFT, part quality."""
     import hashlib
 
     import numpy as np
