@@ -297,7 +297,7 @@ def plan_canary(ctx: Context) -> Outcome:
         extra[WATCH_KEY] = watch.state
     # Aborted with the stable track at full strength: NAME selects it alone in the same write,
     # so no user reaches a canary Pod that is still Ready while it goes away.
-    back = bool(r.aborted) and not canary_floor(ctx)
+    stable_alone = bool(r.aborted) and not canary_floor(ctx)
     finishing = None
     if promoting:
         finishing = f"{r.label} is already being promoted (the stable track is rolling to it)"
@@ -309,7 +309,7 @@ def plan_canary(ctx: Context) -> Outcome:
         held=held,
         routing=Routing(
             canary_weight=weight,
-            active=TRACK_STABLE if shadow or back else TRACK_CANARY if switched else None,
+            active=TRACK_STABLE if shadow or stable_alone else TRACK_CANARY if switched else None,
             shadow_percent=0 if r.aborted or promoting else shadow,
         ),
         extra=extra,
