@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,14 +151,7 @@ def rig(
     started = contextlib.ExitStack()  # closes everything, even when one close fails
 
     def build(canary: str, rate: float = RATE) -> Rig:
-        workdir = tmp_path / "prometheus"
-        workdir.mkdir()
-        prometheus = Prometheus(workdir, [pod_scrape_job(kubeconfig, namespace)])
-        started.callback(prometheus.stop)
-        prometheus.start()
-        operator = start_operator(
-            run_operator, namespace, MODELROLL_SERVER_IMAGE=SERVER_IMAGE, MODELROLL_PROMETHEUS_URL=prometheus.url
-        )
+        prometheus, operator = observed_operator(started, run_operator, namespace, kubeconfig, tmp_path)
         r = Rig(kubectl, namespace, prometheus, operator, model_store, models, canary)
         r.deploy("v1", "stable")
         wait_for(stable_version_is(kubectl, namespace, NAME, "v1"), timeout=READY_TIMEOUT, message=r.describe)
@@ -174,6 +168,22 @@ def rig(
 
     with started:
         yield build
+
+
+def observed_operator(
+    started: contextlib.ExitStack, run_operator: Callable, namespace: str, kubeconfig: Path, tmp_path: Path
+) -> tuple[Prometheus, object]:
+    """A Prometheus discovering ``namespace``'s model Pods and the operator reading it (the real
+    server image for the Pods), both stopped when ``started`` closes."""
+    workdir = tmp_path / "prometheus"
+    workdir.mkdir()
+    prometheus = Prometheus(workdir, [pod_scrape_job(kubeconfig, namespace)])
+    started.callback(prometheus.stop)
+    prometheus.start()
+    operator = start_operator(
+        run_operator, namespace, MODELROLL_SERVER_IMAGE=SERVER_IMAGE, MODELROLL_PROMETHEUS_URL=prometheus.url
+    )
+    return prometheus, operator
 
 
 def served_by_track(prometheus: Prometheus, namespace: str) -> dict[tuple[str, str], float]:

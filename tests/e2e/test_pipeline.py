@@ -35,12 +35,11 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.analysis.parts import Prometheus, pod_scrape_job
-from tests.e2e.conftest import start_operator
+from tests.analysis.parts import Prometheus
 from tests.e2e.labelled_load import LabelledLoad
 from tests.e2e.operator_helpers import apply, plugin, stable_version_is, status_of
-from tests.e2e.real_node import SERVER_IMAGE, cluster_ip
-from tests.e2e.test_analysis import READY_TIMEOUT, degraded_with
+from tests.e2e.real_node import cluster_ip
+from tests.e2e.test_analysis import READY_TIMEOUT, degraded_with, observed_operator
 from tests.helpers import get_json, wait_for
 from tests.server.fetch_emulators import REGION, Moto
 
@@ -174,14 +173,7 @@ def rig(pipeline, run_operator, install_crds, namespace, kubectl, kubeconfig, tm
     started = contextlib.ExitStack()
 
     def build(traffic: str = "traffic.csv") -> Rig:
-        workdir = tmp_path / "prometheus"
-        workdir.mkdir()
-        prometheus = Prometheus(workdir, [pod_scrape_job(kubeconfig, namespace)])
-        started.callback(prometheus.stop)
-        prometheus.start()
-        operator = start_operator(
-            run_operator, namespace, MODELROLL_SERVER_IMAGE=SERVER_IMAGE, MODELROLL_PROMETHEUS_URL=prometheus.url
-        )
+        prometheus, operator = observed_operator(started, run_operator, namespace, kubeconfig, tmp_path)
         kubectl(
             "create", "secret", "generic", "s3-creds", "-n", namespace,
             *(f"--from-literal={k}={v}" for k, v in pipeline.store_env.items()),

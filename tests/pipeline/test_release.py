@@ -9,12 +9,12 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.author.test_push import s3 as s3  # noqa: F401 - the fixture: moto's S3, bucket models
 from tests.pipeline.support import MANIFEST, PIPELINE, Build, columns, sha256_of
 from tests.server.fetch_emulators import REGION, Moto, fetch_env
 
@@ -31,14 +31,6 @@ def test_package_writes_the_artifact_with_the_printed_digest(build, packaged):
     assert ref["model"]["digest"] == sha256_of(artifact) and ref["model"]["version"] == "v7"
     assert ref["feature_names"] == columns.FEATURES  # what the server's drift counting maps inputs to
     assert ref["rows"] == len((build.data / "train.csv").read_text().splitlines()) - 1  # the training split
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    """moto's S3 with authentication off (the bucket ``models`` exists), as tests/author's."""
-    m = Moto(tmp_path_factory.mktemp("moto"), {("models", "README"): b"models live here\n"}, auth=False)
-    yield m
-    m.stop()
 
 
 @pytest.fixture(scope="module")

@@ -254,12 +254,8 @@ class App:
                 task.add_done_callback(lambda t: self._feedback_merged(reply, labels, tally, t))
                 return
             answer = feedback.answer(labels.ids, tally)
-        except ClientError as e:
-            reply(e.status, error_body(str(e)), JSON, b"")
-            return
-        except Exception as e:  # a bug must not take the connection down
-            log.exception("feedback failed")
-            reply(500, error_body(f"internal error: {e}"), JSON, b"")
+        except Exception as e:  # noqa: BLE001 - _feedback_failed tells a client's error from a bug
+            self._feedback_failed(reply, e)
             return
         reply(200, orjson.dumps(answer), JSON, b"")
 
@@ -272,14 +268,19 @@ class App:
             merged = feedback.Tally(tally.matched + remote.tally.matched, tally.unmatched + remote.tally.unmatched,
                                     tally.labelled + remote.tally.labelled)  # fmt: skip
             answer = feedback.answer(labels.ids, merged, remote.unreachable)
-        except ClientError as e:
-            reply(e.status, error_body(str(e)), JSON, b"")
-            return
-        except Exception as e:  # a bug must not take the connection down
-            log.exception("feedback failed")
-            reply(500, error_body(f"internal error: {e}"), JSON, b"")
+        except Exception as e:  # noqa: BLE001 - _feedback_failed tells a client's error from a bug
+            self._feedback_failed(reply, e)
             return
         reply(200, orjson.dumps(answer), JSON, b"")
+
+    @staticmethod
+    def _feedback_failed(reply: Reply, e: Exception) -> None:
+        """A client's error as its 4xx; anything else is a bug, a 500 that keeps the connection."""
+        if isinstance(e, ClientError):
+            reply(e.status, error_body(str(e)), JSON, b"")
+            return
+        log.error("feedback failed", exc_info=e)
+        reply(500, error_body(f"internal error: {e}"), JSON, b"")
 
     # --- dispatch -----------------------------------------------------------------------
     def dispatch(self, method: bytes, path: bytes, body: bytes, reply: Reply) -> None:
