@@ -22,7 +22,7 @@ from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 from .. import actions
 from .. import conditions as c
 from ..analysis import state as analysis_state
-from ..analysis.gates import POST_PROMOTION, PRE_PROMOTION
+from ..analysis.gates import PRE_PROMOTION
 from ..analysis.state import parse_stamp
 from ..events import normal
 from ..spec import BlueGreenSpec
@@ -84,23 +84,9 @@ def _switched(r: TwoTrack, bg: BlueGreenSpec, at: Stage) -> None:
     """The old track stays warm until the delay is over and postPromotionAnalysis passed; a
     failure switches back."""
     switched = parse_stamp(at.state.get("switchedAt"), r.ctx.now)
-    remaining = (switched + timedelta(seconds=bg.scale_down_delay_seconds) - r.ctx.now).total_seconds()
-    passed = r.analyse(bg.post_promotion_analysis, POST_PROMOTION, None)
-    r.wait_for_measurement(bg.post_promotion_analysis)
-    if r.aborted:
-        return
-    if r.inconclusive_paused:  # a person decides: promote lets the old track go without a pass
-        if any([r.act(a) for a in PROMOTES]):
-            r.restart_inconclusive("a user's promote")
-            at.name = FINALIZING
-        return
-    if remaining <= 0 and passed:
+    over, at.waiting_analysis = r.keep_warm(switched, bg.scale_down_delay_seconds, bg.post_promotion_analysis)
+    if over:
         at.name = FINALIZING
-    elif remaining <= 0:
-        at.waiting_analysis = True
-    else:
-        r.wait(remaining)
-    r.bound_inconclusive(bg.post_promotion_analysis, waiting=at.waiting_analysis)
 
 
 def plan_bluegreen(ctx: Context) -> Outcome:

@@ -26,7 +26,7 @@ once. ``status.watch`` records the switch (``switchedAt``) and its end (``done``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from modelroll_contract import LABEL_TRACK, TRACK_CANARY, TRACK_STABLE
@@ -34,14 +34,14 @@ from modelroll_contract import LABEL_TRACK, TRACK_CANARY, TRACK_STABLE
 from .. import actions
 from .. import conditions as c
 from ..analysis import state as analysis_state
-from ..analysis.gates import CANARY_SCOPE, POST_PROMOTION, analysis_at
+from ..analysis.gates import CANARY_SCOPE, analysis_at
 from ..analysis.state import parse_stamp
 from ..events import normal
 from ..spec import Analysis, CanarySpec, Step, rollout_steps
 from ..traffic.routing import Routing
 from .context import Context
 from .outcome import Outcome
-from .rollout import ROLLOUT_KEYS, WATCH_KEY, TwoTrack, steady
+from .rollout import PASSED, ROLLOUT_KEYS, WATCH_KEY, TwoTrack, steady
 from .tracks import canary_floor, ready_on_track, track_status
 
 
@@ -166,24 +166,11 @@ def _watch(r: TwoTrack, cs: CanarySpec, at: Watch) -> None:
     if at.done:
         return
     switched = parse_stamp(at.state.get("switchedAt"), ctx.now)
-    remaining = (switched + timedelta(seconds=cs.scale_down_delay_seconds) - ctx.now).total_seconds()
-    passed = r.analyse(cs.post_promotion_analysis, POST_PROMOTION, None)
-    r.wait_for_measurement(cs.post_promotion_analysis)
-    if r.aborted:
-        return
-    if r.inconclusive_paused:  # a person decides: promote lets the old track go without a pass
-        if r.act(actions.PROMOTE) or r.act(actions.PROMOTE_FULL):
-            r.restart_inconclusive("a user's promote")
-            at.state["done"] = True
-        return
-    if remaining <= 0 and passed:
+    over, at.waiting_analysis = r.keep_warm(switched, cs.scale_down_delay_seconds, cs.post_promotion_analysis)
+    if over:
         at.state["done"] = True
+    if over == PASSED:
         r.events.append(normal("WatchPassed", f"{r.label}: post-promotion watch over; {r.old} goes"))
-    elif remaining <= 0:
-        at.waiting_analysis = True
-    else:
-        r.wait(remaining)
-    r.bound_inconclusive(cs.post_promotion_analysis, waiting=at.waiting_analysis)
 
 
 def _watch_state(ctx: Context, r: TwoTrack) -> Watch | None:

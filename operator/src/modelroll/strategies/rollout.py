@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from modelroll_contract import TRACK_CANARY, TRACK_STABLE
@@ -20,7 +20,7 @@ from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 from .. import conditions as c
 from ..actions import ABORT, PROMOTE, PROMOTE_FULL, RESUME, RETRY
 from ..analysis import state as analysis_state
-from ..analysis.gates import CANARY_SCOPE, INCONCLUSIVE
+from ..analysis.gates import CANARY_SCOPE, INCONCLUSIVE, POST_PROMOTION
 from ..children import build_deployment, revision_of
 from ..events import Event, normal, warning
 from ..observed import pod_failure, pods_of_revision
@@ -33,6 +33,7 @@ from .tracks import canary_floor, hold_or_rebuild, identity, running_revision, t
 
 WATCH_KEY = "watch"  # status.watch: a canary's post-promotion watch (analysis/schedule.py reads it too)
 ROLLOUT_KEYS = ("currentStep", "stepCount", "stepStartedAt", "aborted", WATCH_KEY)
+PASSED, PROMOTED = "passed", "promoted"  # why keep_warm let the old track go
 
 
 def steady(ctx: Context, routing: Routing, extra: dict[str, Any]) -> Outcome:
@@ -190,6 +191,29 @@ class TwoTrack:
         """The rollout's message while paused by inconclusiveLimit."""
         message = self.run["message"] if self.run else ""
         return f"{self.analysis_name} {self.label} inconclusive: {message}; {self.inconclusive_help}"
+
+    def keep_warm(
+        self, switched_at: datetime, delay_seconds: int, analysis: Analysis | None
+    ) -> tuple[str | None, bool]:
+        """After a switch to the new revision (blue-green's Switched stage, a canary's
+        post-promotion watch): (why the old track may go -- PASSED once the delay is over and
+        ``analysis`` passed, PROMOTED on a person's promote after inconclusiveLimit paused it --
+        or None, and whether only a passing measurement is missing). A Fail aborts."""
+        remaining = (switched_at + timedelta(seconds=delay_seconds) - self.ctx.now).total_seconds()
+        passed = self.analyse(analysis, POST_PROMOTION, None)
+        self.wait_for_measurement(analysis)
+        if self.aborted:
+            return None, False
+        if self.inconclusive_paused:  # a person decides: promote lets the old track go without a pass
+            if any([self.act(a) for a in (PROMOTE, PROMOTE_FULL)]):
+                self.restart_inconclusive("a user's promote")
+                return PROMOTED, False
+            return None, False
+        waiting = remaining <= 0 and not passed
+        if remaining > 0:
+            self.wait(remaining)
+        self.bound_inconclusive(analysis, waiting=waiting)
+        return (PASSED if remaining <= 0 and passed else None), waiting
 
     def passed(self, step: int | None) -> bool:
         """Whether analysis lets ``step`` end (always, without analysis)."""
