@@ -27,8 +27,6 @@ def test_example_becomes_healthy_with_children_and_columns(kubectl, namespace, o
         timeout=30,
         message="Deployment fraud-stable",
     )
-    for svc in ("fraud", "fraud-stable"):
-        get_json(kubectl, "service", svc, "-n", namespace)
     owner = dep["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"]) == ("ModelDeployment", "fraud")
     assert dep["spec"]["replicas"] == 2
@@ -41,6 +39,10 @@ def test_example_becomes_healthy_with_children_and_columns(kubectl, namespace, o
         message=lambda: f"Healthy; status {status_of(kubectl, namespace, 'fraud')}\n{operator.log()[-3000:]}",
     )
     assert status["ready"] == "2/2" and status["stable"]["version"] == "v7"
+    # The children are applied concurrently, so the Deployment may show before the Services;
+    # the status is written only after every apply returned, so Healthy implies both exist.
+    for svc in ("fraud", "fraud-stable"):
+        get_json(kubectl, "service", svc, "-n", namespace)
     assert status["observedGeneration"] == mdep(kubectl, namespace, "fraud")["metadata"]["generation"]
     conds = {c["type"]: c["status"] for c in status["conditions"]}
     assert conds == {"Ready": "True", "Progressing": "False", "Degraded": "False", "ModelVerified": "True"}
