@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from modelroll.actions import ONE_SHOT, read_requests
+from modelroll.cli.render import status_view
 
 from tests.unit.sim import Cluster
 
@@ -137,6 +138,8 @@ def test_blue_green_promote_waits_for_the_preview_bound_to_its_revision():
     assert not [e for e in result.events if e.reason in ("NothingToDo", "Switched")]
     assert cluster.status["deferred"] == {"promote": {"token": "p1", "revision": v2}}
     assert "promote" not in cluster.status.get("acknowledged", {})
+    shown = status_view({"metadata": {"name": "fraud", "namespace": "ml"}, "spec": {}, "status": cluster.status})
+    assert f"Deferred:  promote (waits for revision {v2})" in shown.splitlines()
 
     cluster.unready.discard(v2)  # the preview comes up: the deferred promote switches
     result = cluster.settle(at(4))

@@ -98,6 +98,10 @@ def status_view(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()
         ),
         f"Weights:   stable {weights.get('stable', 100)}% / canary {weights.get('canary', 0)}%",
         f"URL:       {status.get('url', '')}",
+        *(
+            f"Deferred:  {action} (waits for revision {held.get('revision', '?')})"
+            for action, held in sorted((status.get("deferred") or {}).items())
+        ),
         "",
         table(
             ("TRACK", "VERSION", "REVISION", "READY", "DIGEST"),
