@@ -67,6 +67,7 @@ VALUE_SETS = {
         "--set", "tolerations[0].key=ops", "--set", "tolerations[0].operator=Exists",
         "--set", "extraEnv[0].name=HTTPS_PROXY", "--set", "extraEnv[0].value=http://proxy:3128",
         "--set", "podDisruptionBudget.maxUnavailable=50%", "--set", "operator.logLevel=DEBUG",
+        "--set", "operator.discoverySeconds=3",
     ],
 }  # fmt: skip
 
@@ -178,6 +179,7 @@ def test_pod_runs_restricted_and_configured_from_values() -> None:
     assert pod["tolerations"] == [{"key": "ops", "operator": "Exists"}]
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["HTTPS_PROXY"] == "http://proxy:3128" and env["MODELROLL_LOG_LEVEL"] == "DEBUG"
+    assert env["MODELROLL_DISCOVERY_SECONDS"] == "3"
     assert env["MODELROLL_LEADER_ELECTION"] == "true" and env["MODELROLL_LEADER_ELECTION_LEASE"] == "modelroll"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

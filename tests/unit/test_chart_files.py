@@ -115,3 +115,28 @@ def test_the_namespace_label_the_gates_select_is_the_one_prometheus_attaches() -
     exposition = metrics.render().decode()
     labels = set(re.findall(r'[{,]([a-z_]+)="', exposition))
     assert labels >= set(METRIC_LABELS) and "namespace" not in labels, labels
+
+
+# Each numeric operator value and the variable the chart's Deployment passes it in. The operator
+# (settings.py) owns the bounds; the schema repeats them so that helm refuses before installing.
+NUMERIC_ENV = {
+    ("operator", "resyncSeconds"): "MODELROLL_RESYNC_SECONDS",
+    ("operator", "discoverySeconds"): "MODELROLL_DISCOVERY_SECONDS",
+    ("operator", "workers"): "MODELROLL_WORKERS",
+}
+
+
+@pytest.mark.parametrize(("path", "var"), sorted(NUMERIC_ENV.items()))
+def test_the_schema_bounds_are_the_operators_own(path: tuple[str, str], var: str) -> None:
+    from modelroll.settings import SettingsError, load_settings
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    bounds = schema["properties"][path[0]]["properties"][path[1]]
+    template = (CHART / "templates" / "deployment.yaml").read_text()
+    assert re.search(rf"name: {var}\n\s+value: {{{{ \.Values\.{'.'.join(path)} \| quote }}}}", template)
+    for edge in (bounds["minimum"], bounds["maximum"]):
+        load_settings({var: str(edge)})  # accepted by both
+    step = 1 if bounds["type"] == "integer" else 0.01
+    for outside in (bounds["minimum"] - step, bounds["maximum"] + step):
+        with pytest.raises(SettingsError, match=var):
+            load_settings({var: str(outside)})
