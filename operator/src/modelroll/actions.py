@@ -34,6 +34,7 @@ UNDO = "undo"  # value "TOKEN" or "TOKEN/REVISION"
 RESUME = "resume"
 PAUSED = "paused"  # a state, not a one-shot action: "true" while paused
 ONE_SHOT = (PROMOTE, PROMOTE_FULL, ABORT, RETRY, UNDO, RESUME)
+PROMOTES = (PROMOTE, PROMOTE_FULL)  # either kind moves a paused rollout on
 VERB = {PROMOTE: "promote", PROMOTE_FULL: "promote", ABORT: "abort", RETRY: "retry", UNDO: "undo", RESUME: "resume"}
 
 

@@ -33,7 +33,6 @@ from .rollout import ROLLOUT_KEYS, TwoTrack, steady
 from .tracks import track_status
 
 PREVIEW, SWITCHED, FINALIZING = "Preview", "Switched", "Finalizing"
-PROMOTES = (actions.PROMOTE, actions.PROMOTE_FULL)
 
 
 @dataclass
@@ -51,7 +50,7 @@ def _preview(r: TwoTrack, bg: BlueGreenSpec, at: Stage, started: datetime) -> No
     if not ctx.progress(TRACK_CANARY, r.rev).complete(n):
         ready = f"{track_status(r.target, ctx.observed, TRACK_CANARY)['readyReplicas']}/{n} preview Pods Ready"
         r.check_deadline(started, f"preview {r.label}", ready)
-        r.defer(*PROMOTES)  # a promote waits for the preview
+        r.defer(*actions.PROMOTES)  # a promote waits for the preview
         return
     ready_at = parse_stamp(at.state.get("previewReadyAt"), ctx.now)
     at.state["previewReadyAt"] = ctx.stamp(ready_at)
@@ -62,15 +61,14 @@ def _preview(r: TwoTrack, bg: BlueGreenSpec, at: Stage, started: datetime) -> No
     if r.aborted:
         return
     if r.inconclusive_paused:  # a person decides: promote switches without a passing measurement
-        if any([r.act(a) for a in PROMOTES]):
-            r.restart_inconclusive("a user's promote")
+        if r.promoted_past_inconclusive():
             at.name, at.state["switchedAt"] = SWITCHED, ctx.stamp()
             r.events.append(normal("Switched", f"traffic switched to {r.label} by a user"))
         return
-    if not passed and (due or any(ctx.requests.has(a) for a in PROMOTES)):
+    if not passed and (due or any(ctx.requests.has(a) for a in actions.PROMOTES)):
         at.waiting_analysis = True
-        r.defer(*PROMOTES)  # a person's promote waits for the analysis too
-    elif any([r.act(a) for a in PROMOTES]) or due:
+        r.defer(*actions.PROMOTES)  # a person's promote waits for the analysis too
+    elif any([r.act(a) for a in actions.PROMOTES]) or due:
         at.name, at.state["switchedAt"] = SWITCHED, ctx.stamp()
         r.events.append(normal("Switched", f"traffic switched to {r.label}"))
     elif auto is not None:

@@ -18,7 +18,7 @@ from typing import Any
 from modelroll_contract import TRACK_CANARY, TRACK_STABLE
 
 from .. import conditions as c
-from ..actions import ABORT, PROMOTE, PROMOTE_FULL, RESUME, RETRY
+from ..actions import ABORT, PROMOTE, PROMOTE_FULL, PROMOTES, RESUME, RETRY
 from ..analysis import state as analysis_state
 from ..analysis.gates import CANARY_SCOPE, INCONCLUSIVE, POST_PROMOTION
 from ..children import build_deployment, revision_of
@@ -171,7 +171,7 @@ class TwoTrack:
             return
         self.events.append(warning(analysis_state.REASON_INCONCLUSIVE, f"{what}; {self.inconclusive_help}"))
         # A promote deferred until the analysis passed must not now go on without a pass.
-        for action in (a for a in (PROMOTE, PROMOTE_FULL) if a in self.deferred):
+        for action in (a for a in PROMOTES if a in self.deferred):
             self.deferred.discard(action)
             self.declined[action] = (
                 f"{self.analysis_name} {self.label} stayed inconclusive; promote again to go on without a passing "
@@ -192,6 +192,14 @@ class TwoTrack:
         message = self.run["message"] if self.run else ""
         return f"{self.analysis_name} {self.label} inconclusive: {message}; {self.inconclusive_help}"
 
+    def promoted_past_inconclusive(self) -> bool:
+        """Whether a person promoted (either kind) while inconclusiveLimit holds the run: it goes
+        on without a passing measurement, and the Inconclusive count starts again."""
+        if any([self.act(a) for a in PROMOTES]):  # a list: both kinds of token are settled
+            self.restart_inconclusive("a user's promote")
+            return True
+        return False
+
     def keep_warm(
         self, switched_at: datetime, delay_seconds: int, analysis: Analysis | None
     ) -> tuple[str | None, bool]:
@@ -205,10 +213,7 @@ class TwoTrack:
         if self.aborted:
             return None, False
         if self.inconclusive_paused:  # a person decides: promote lets the old track go without a pass
-            if any([self.act(a) for a in (PROMOTE, PROMOTE_FULL)]):
-                self.restart_inconclusive("a user's promote")
-                return PROMOTED, False
-            return None, False
+            return (PROMOTED if self.promoted_past_inconclusive() else None), False
         waiting = remaining <= 0 and not passed
         if remaining > 0:
             self.wait(remaining)
