@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .analysis.gates import VERDICTS
-from .analysis.verdict import TRACK_SAMPLE_KEYS, TRACK_VALUE_KEYS
+from .analysis.verdict import track_samples, track_value
 
 RECONCILES = Counter(
     "modelroll_operator_reconciles_total", "Reconciles by outcome (changed, unchanged, error).", ["outcome"]
@@ -75,13 +75,13 @@ class ObjectCollector(Collector):
             "modelroll_modeldeployment_gate_samples", "The sample size behind each analysis gate's latest verdict.",
             labels=gate_labels,
         )  # fmt: skip
-        track_value = GaugeMetricFamily(
+        track_values = GaugeMetricFamily(
             "modelroll_modeldeployment_gate_track_value",
             "Each track's own value of a quality gate (status.analysis.gates[].tracks): featureDrift's largest "
             "feature PSI, liveAccuracy's accuracy or mean absolute error.",
             labels=[*gate_labels, "track"],
         )  # fmt: skip
-        track_samples = GaugeMetricFamily(
+        track_sizes = GaugeMetricFamily(
             "modelroll_modeldeployment_gate_track_samples",
             "Each track's sample size behind a quality gate: input rows (featureDrift) or labels (liveAccuracy).",
             labels=[*gate_labels, "track"],
@@ -106,13 +106,13 @@ class ObjectCollector(Collector):
                 if isinstance(gate.get("samples"), int):
                     gate_samples.add_metric(key, float(gate["samples"]))
                 for track, entry in sorted((gate.get("tracks") or {}).items()):
-                    value = next((entry[k] for k in TRACK_VALUE_KEYS if isinstance(entry.get(k), (int, float))), None)
+                    value = track_value(entry)
                     if value is not None:
-                        track_value.add_metric([*key, track], float(value))
-                    size = next((entry[k] for k in TRACK_SAMPLE_KEYS if isinstance(entry.get(k), int)), None)
+                        track_values.add_metric([*key, track], float(entry[value]))
+                    size = track_samples(entry)
                     if size is not None:
-                        track_samples.add_metric([*key, track], float(size))
-        yield from (phase, weight, step, gate_verdict, gate_value, gate_samples, track_value, track_samples)
+                        track_sizes.add_metric([*key, track], float(entry[size]))
+        yield from (phase, weight, step, gate_verdict, gate_value, gate_samples, track_values, track_sizes)
 
 
 async def serve(

@@ -135,13 +135,23 @@ def derived(gate: Gate, significance: float, what: str = "") -> str:
 _VALUE_WORDS = {"accuracy": "accuracy", "meanAbsError": "mean |error|", "psi": "PSI"}
 
 
+def track_value(entry: Mapping[str, Any]) -> str | None:
+    """Which key of a track's entry holds its value (None: no number there yet)."""
+    return next((k for k in TRACK_VALUE_KEYS if isinstance(entry.get(k), (int, float))), None)
+
+
+def track_samples(entry: Mapping[str, Any]) -> str | None:
+    """Which key of a track's entry holds its sample size (None: none there)."""
+    return next((k for k in TRACK_SAMPLE_KEYS if isinstance(entry.get(k), int)), None)
+
+
 def describe_track(entry: Mapping[str, Any]) -> str:
     """One track's entry in words: "accuracy 0.92 of 500 labels", "age PSI 0.31 over 480 rows"."""
     words = [str(entry["feature"])] if entry.get("feature") is not None else []
-    value = next((k for k in TRACK_VALUE_KEYS if isinstance(entry.get(k), (int, float))), None)
+    value = track_value(entry)
     if value is not None:
         words.append(f"{_VALUE_WORDS[value]} {fmt(float(entry[value]))}")
-    size = next((k for k in TRACK_SAMPLE_KEYS if k in entry), None)
+    size = track_samples(entry)
     if size is not None:
         joint = ("of " if size == "labels" else "over ") if words else ""
         words.append(f"{joint}{entry[size]} {size}")
