@@ -425,7 +425,7 @@ def _parse_feedback(fb: feedback.Feedback, router: Router | None,
     """The labels, and which Pod each belongs to (None: a forwarded request, all of them here)."""
     try:
         parsed = fb.parse(body)
-        split = router.split(parsed.ids) if router is not None else Split(list(range(len(parsed.ids))), {})
+        split = router.split(parsed.ids) if router is not None else Split.all_local(parsed.ids)
         return parsed, split
     except Exception as e:  # answered on the loop
         return e

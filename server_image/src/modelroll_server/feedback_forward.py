@@ -45,6 +45,11 @@ class Split(NamedTuple):
     local: list[int]  # positions of the ids looked up in this Pod's window
     remote: dict[Route, list[int]]  # the Pod each other id names -> its ids' positions
 
+    @classmethod
+    def all_local(cls, ids: list[str]) -> Split:
+        """Every id looked up here (no route can be followed, or the labels were forwarded)."""
+        return cls(list(range(len(ids))), {})
+
 
 class Forwarded(NamedTuple):
     """What the other Pods made of the ids sent to them."""
@@ -67,7 +72,7 @@ class Router:
     def split(self, ids: list[str]) -> Split:
         """Local and remote ids (pure, any thread): a route is verified once per request."""
         if self.codec is None:  # no key: no route can be verified, so none is followed
-            return Split(list(range(len(ids))), {})
+            return Split.all_local(ids)
         local: list[int] = []
         remote: dict[Route, list[int]] = {}
         verified: dict[str, Route | None] = {}
